@@ -1,0 +1,1 @@
+"""The API gateway: the only public entry point (auth, routing, webhooks front door)."""

@@ -1,0 +1,1 @@
+"""Rapport's four services. Each is a package that never imports another."""

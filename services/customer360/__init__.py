@@ -1,0 +1,1 @@
+"""customer360: the unified customer profile."""

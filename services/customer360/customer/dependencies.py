@@ -1,0 +1,19 @@
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends
+
+from services.customer360.customer.repository import CustomerRepository
+from services.customer360.models import Customer
+from shared.db import SessionDep
+from shared.errors import NotFound
+
+
+async def get_customer_or_404(customer_id: UUID, session: SessionDep) -> Customer:
+    customer = await CustomerRepository(session).get(customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    return customer
+
+
+CustomerDep = Annotated[Customer, Depends(get_customer_or_404)]

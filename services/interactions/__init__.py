@@ -1,0 +1,1 @@
+"""interactions: every touchpoint with a customer (calls, e-mails, chats, visits, notes…)."""

@@ -1,0 +1,12 @@
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import RapportSettings
+
+
+class Settings(RapportSettings):
+    model_config = SettingsConfigDict(env_prefix="INTERACTIONS_", extra="ignore")
+    service_name: ClassVar[str] = "interactions"
+
+    port: int = 8002

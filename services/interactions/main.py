@@ -1,0 +1,19 @@
+"""interactions: ``uvicorn --factory services.interactions.main:create_app``."""
+
+from fastapi import FastAPI
+
+from services.interactions.api import routers
+from services.interactions.config import Settings
+from services.interactions.subscriptions import subscriptions
+from shared.app import create_app as create_part_app
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_part_app(
+        settings or Settings(),
+        title="Rapport interactions",
+        description="Every touchpoint with a customer: calls, e-mails, chats, visits, notes.",
+        routers=routers,
+        subscriptions=subscriptions,
+        openapi_tags=[{"name": "interactions", "description": "Customer touchpoints"}],
+    )

@@ -1,0 +1,5 @@
+"""What interactions consumes. Customer and webhook handlers arrive with their issues."""
+
+from shared.messaging import Subscriptions
+
+subscriptions = Subscriptions()

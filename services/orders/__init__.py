@@ -1,0 +1,1 @@
+"""orders: products, orders, payments and the sales pipeline."""

@@ -1,0 +1,1 @@
+"""segmentation: customer features, segments, RFM, lifecycle stage, CLV and churn risk."""

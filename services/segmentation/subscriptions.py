@@ -1,0 +1,12 @@
+"""What segmentation consumes: the one place its event handlers are listed."""
+
+from services.segmentation.features import handlers
+from shared.events import CustomerCreated, CustomerErased, InteractionRecorded, OrderPlaced
+from shared.messaging import Subscriptions
+
+subscriptions = Subscriptions()
+
+subscriptions.on(CustomerCreated)(handlers.on_customer_created)
+subscriptions.on(CustomerErased)(handlers.on_customer_erased)
+subscriptions.on(OrderPlaced)(handlers.on_order_placed)
+subscriptions.on(InteractionRecorded)(handlers.on_interaction_recorded)

@@ -1,0 +1,117 @@
+"""``rapport``: the one command-line tool for everyday jobs.
+
+rapport run              start the dev stack (embedded infra unless configured) until Ctrl-C
+rapport migrate          apply every part's migrations
+rapport internal-token   mint an internal token to call a service directly (development)
+rapport asyncapi         print the AsyncAPI document of Rapport's events
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from shared.auth import Principal, mint_internal_token
+from shared.events import asyncapi_document
+from shared.migrate import upgrade_all
+from shared.settings import Environment, RapportSettings
+
+__all__ = ["main"]
+
+
+def _run(_: argparse.Namespace) -> int:
+    from shared.stack import DevStack
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    started = time.monotonic()
+    stack = DevStack()
+    try:
+        print("rapport: starting infrastructure…", flush=True)
+        stack.start_infrastructure()
+        if stop.is_set():
+            return 130
+        print("rapport: migrating…", flush=True)
+        stack.migrate()
+        print("rapport: starting gateway and services…", flush=True)
+        stack.start_parts()
+        not_ready = stack.wait_ready(timeout=60)
+        ready = len(stack.parts) - len(not_ready)
+        print(f"rapport: {ready}/{len(stack.parts)} ready in {time.monotonic() - started:.1f}s")
+        for process in stack.parts:
+            print(
+                f"  {process.part.name:<13} http://127.0.0.1:{process.port}   log {process.log_path}"
+            )
+        if stack.postgres is not None:
+            print(f"  {'postgres':<13} {stack.postgres.dsn('rapport')}")
+        if stack.broker is not None:
+            print(f"  {'kafka (tansu)':<13} {stack.broker.bootstrap_servers}")
+        if not_ready:
+            print(f"rapport: not ready: {', '.join(not_ready)} (see their logs)", file=sys.stderr)
+        print("rapport: press Ctrl-C to stop", flush=True)
+        while not stop.wait(1.0):
+            dead = [p.part.name for p in stack.parts if not p.is_running()]
+            if dead:
+                print(f"rapport: {', '.join(dead)} exited; stopping", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        print("rapport: stopping…", flush=True)
+        stack.stop()
+        print("rapport: stopped", flush=True)
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from shared.stack import DevStack
+
+    stack = DevStack()
+    try:
+        stack.start_database()
+        upgrade_all()
+    finally:
+        stack.stop()
+    print("rapport: migrations applied")
+    return 0
+
+
+def _internal_token(args: argparse.Namespace) -> int:
+    settings = RapportSettings()
+    if settings.environment == Environment.PRODUCTION:
+        print("refusing to mint tokens in production", file=sys.stderr)
+        return 2
+    principal = Principal(subject=args.subject, scopes=frozenset(args.scope or ["*"]))
+    print(mint_internal_token(principal, settings.internal_token_secret, ttl_s=args.ttl))
+    return 0
+
+
+def _asyncapi(_: argparse.Namespace) -> int:
+    print(json.dumps(asyncapi_document(), indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rapport", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="start the dev stack until Ctrl-C").set_defaults(func=_run)
+    commands.add_parser("migrate", help="apply all migrations").set_defaults(func=_migrate)
+    token = commands.add_parser("internal-token", help="mint an internal token (development)")
+    token.add_argument("--subject", default="dev-user")
+    token.add_argument("--scope", action="append", help="repeatable; default: all scopes")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds")
+    token.set_defaults(func=_internal_token)
+    commands.add_parser("asyncapi", help="print the AsyncAPI document").set_defaults(func=_asyncapi)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Errors and their RFC 9457 problem-details rendering.
+
+Every error a client can cause is a :class:`RapportError` subclass that carries its HTTP
+status and a stable problem ``type``; one set of handlers renders them (and FastAPI's own
+validation and routing errors) as ``application/problem+json``. Services raise these and
+never ``HTTPException``.
+
+Error tree::
+
+    RapportError                      500 internal-error (base; never raised directly)
+    ├── BadRequest                    400 bad-request
+    │   └── MalformedBody             400 malformed-body
+    ├── Unauthorized                  401 unauthorized
+    ├── Forbidden                     403 forbidden
+    ├── NotFound                      404 not-found
+    ├── Conflict                      409 conflict
+    ├── PreconditionFailed            412 precondition-failed
+    ├── PayloadTooLarge               413 payload-too-large
+    ├── UnprocessableEntity           422 validation-failed
+    ├── TooManyRequests               429 too-many-requests
+    └── ServiceUnavailable            503 service-unavailable
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = [
+    "PROBLEM_JSON",
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "MalformedBody",
+    "NotFound",
+    "PayloadTooLarge",
+    "PreconditionFailed",
+    "Problem",
+    "RapportError",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnprocessableEntity",
+    "install_problem_handlers",
+    "problem_response",
+    "problem_responses",
+]
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "/problems/"
+
+logger = logging.getLogger(__name__)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every Rapport error is rendered."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["/problems/not-found"])
+    title: str = Field(examples=["Not Found"])
+    status: int = Field(examples=[404])
+    detail: str | None = Field(default=None, examples=["customer 7c1e… does not exist"])
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="Per-field validation errors (JSON pointer + message)."
+    )
+
+
+class RapportError(Exception):
+    """Base of every error Rapport renders as a problem."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.errors = [dict(e) for e in errors] if errors is not None else None
+        self.headers = dict(headers or {})
+        self.extensions = extensions
+
+    @property
+    def title(self) -> str:
+        return HTTPStatus(self.status).phrase
+
+    @classmethod
+    def type_uri(cls) -> str:
+        return PROBLEM_BASE + cls.slug
+
+
+class BadRequest(RapportError):
+    status = 400
+    slug = "bad-request"
+
+
+class MalformedBody(BadRequest):
+    slug = "malformed-body"
+
+
+class Unauthorized(RapportError):
+    status = 401
+    slug = "unauthorized"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kwargs)
+
+
+class Forbidden(RapportError):
+    status = 403
+    slug = "forbidden"
+
+
+class NotFound(RapportError):
+    status = 404
+    slug = "not-found"
+
+
+class Conflict(RapportError):
+    status = 409
+    slug = "conflict"
+
+
+class PreconditionFailed(RapportError):
+    status = 412
+    slug = "precondition-failed"
+
+
+class PayloadTooLarge(RapportError):
+    status = 413
+    slug = "payload-too-large"
+
+
+class UnprocessableEntity(RapportError):
+    status = 422
+    slug = "validation-failed"
+
+
+class TooManyRequests(RapportError):
+    status = 429
+    slug = "too-many-requests"
+
+
+class ServiceUnavailable(RapportError):
+    status = 503
+    slug = "service-unavailable"
+
+
+def problem_response(
+    status: int,
+    slug: str,
+    detail: str | None = None,
+    *,
+    title: str | None = None,
+    request: Request | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if request is not None:
+        body["instance"] = request.url.path
+        request_id = getattr(request.state, "request_id", None)
+        if request_id:
+            body["request_id"] = request_id
+    if errors:
+        body["errors"] = errors
+    if extensions:
+        body.update(extensions)
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
+    )
+
+
+def _pointer(loc: Sequence[int | str]) -> str:
+    """Turn a pydantic error location into a JSON pointer into the request part it names."""
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in loc]
+    return "/" + "/".join(parts)
+
+
+async def _rapport_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RapportError)
+    return problem_response(
+        exc.status,
+        exc.slug,
+        exc.detail,
+        title=exc.title,
+        request=request,
+        errors=exc.errors,
+        headers=exc.headers,
+        extensions=exc.extensions,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    raw = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in raw):
+        return problem_response(
+            400, MalformedBody.slug, "The request body is not valid JSON.", request=request
+        )
+    errors = [
+        {
+            "pointer": _pointer(e.get("loc", ())),
+            "detail": e.get("msg", "invalid"),
+            "code": e.get("type", "invalid"),
+        }
+        for e in raw
+    ]
+    return problem_response(
+        422,
+        UnprocessableEntity.slug,
+        "The request is invalid; see errors.",
+        request=request,
+        errors=errors,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    slug = {
+        404: "not-found",
+        405: "method-not-allowed",
+        413: "payload-too-large",
+        415: "unsupported-media-type",
+    }.get(exc.status_code, "http-error")
+    detail: str | None = exc.detail if isinstance(exc.detail, str) else None
+    if detail == HTTPStatus(exc.status_code).phrase:
+        detail = None
+    return problem_response(
+        exc.status_code, slug, detail, request=request, headers=getattr(exc, "headers", None)
+    )
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=exc)
+    return problem_response(
+        500, RapportError.slug, "An unexpected error occurred.", request=request
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Render every error of ``app`` as RFC 9457 problem details."""
+    app.add_exception_handler(RapportError, _rapport_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting the problems an endpoint can answer."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,158 @@
+"""The event contracts between the parts. Past tense, versioned, one model each.
+
+Fields added later must be optional so older consumers keep working; anything incompatible
+becomes a new ``.v2`` type published beside the old one until every consumer has moved.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from shared.events.base import (
+    CUSTOMER_TOPIC,
+    INTERACTION_TOPIC,
+    ORDER_TOPIC,
+    SEGMENT_TOPIC,
+    WEBHOOK_TOPIC,
+    Event,
+)
+
+__all__ = [
+    "CustomerCreated",
+    "CustomerErased",
+    "CustomerMerged",
+    "CustomerUpdated",
+    "InteractionRecorded",
+    "OrderPlaced",
+    "OrderStatusChanged",
+    "SegmentEntered",
+    "SegmentExited",
+    "WebhookReceived",
+]
+
+
+# --- customer360 -------------------------------------------------------------------------
+class CustomerCreated(Event):
+    """A customer profile was created (person or company)."""
+
+    event_type: ClassVar[str] = "rapport.customer.created.v1"
+    topic: ClassVar[str] = CUSTOMER_TOPIC
+
+    kind: Literal["person", "company"] = "person"
+    display_name: str
+    emails: list[str] = Field(default_factory=list)
+    phones: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    owner_id: str | None = None
+    created_at: datetime
+
+
+class CustomerUpdated(Event):
+    """Attributes of a customer changed; ``changes`` holds the new values only."""
+
+    event_type: ClassVar[str] = "rapport.customer.updated.v1"
+    topic: ClassVar[str] = CUSTOMER_TOPIC
+
+    changes: dict[str, object]
+    updated_at: datetime
+
+
+class CustomerMerged(Event):
+    """``merged_id`` was merged into the survivor ``customer_id``; re-point your records."""
+
+    event_type: ClassVar[str] = "rapport.customer.merged.v1"
+    topic: ClassVar[str] = CUSTOMER_TOPIC
+
+    merged_id: UUID
+    merged_by: str
+    merged_at: datetime
+
+
+class CustomerErased(Event):
+    """A privacy erase: every part must delete or anonymise what it holds on the customer."""
+
+    event_type: ClassVar[str] = "rapport.customer.erased.v1"
+    topic: ClassVar[str] = CUSTOMER_TOPIC
+
+    erased_at: datetime
+
+
+# --- interactions ------------------------------------------------------------------------
+class InteractionRecorded(Event):
+    """A touchpoint (call, e-mail, chat, behaviour event…) was recorded."""
+
+    event_type: ClassVar[str] = "rapport.interaction.recorded.v1"
+    topic: ClassVar[str] = INTERACTION_TOPIC
+
+    interaction_id: UUID
+    channel: str = Field(examples=["email", "call", "web"])
+    kind: str = Field(examples=["note", "page_view", "call"])
+    direction: Literal["inbound", "outbound"] | None = None
+    occurred_at: datetime
+    summary: str | None = None
+
+
+# --- orders ------------------------------------------------------------------------------
+class OrderPlaced(Event):
+    """An order was placed. Money is a decimal string with its ISO 4217 currency."""
+
+    event_type: ClassVar[str] = "rapport.order.placed.v1"
+    topic: ClassVar[str] = ORDER_TOPIC
+
+    order_id: UUID
+    total: Decimal
+    currency: str = Field(min_length=3, max_length=3)
+    channel: str
+    placed_at: datetime
+
+
+class OrderStatusChanged(Event):
+    """An order moved through its status machine (paid, fulfilled, cancelled, refunded…)."""
+
+    event_type: ClassVar[str] = "rapport.order.status_changed.v1"
+    topic: ClassVar[str] = ORDER_TOPIC
+
+    order_id: UUID
+    status: str
+    previous_status: str
+    changed_at: datetime
+
+
+# --- segmentation ------------------------------------------------------------------------
+class SegmentEntered(Event):
+    event_type: ClassVar[str] = "rapport.segment.entered.v1"
+    topic: ClassVar[str] = SEGMENT_TOPIC
+
+    segment_id: UUID
+    entered_at: datetime
+
+
+class SegmentExited(Event):
+    event_type: ClassVar[str] = "rapport.segment.exited.v1"
+    topic: ClassVar[str] = SEGMENT_TOPIC
+
+    segment_id: UUID
+    exited_at: datetime
+
+
+# --- gateway (webhook front door) --------------------------------------------------------
+class WebhookReceived(Event):
+    """A partner webhook, verified and durably received by the gateway, body untouched.
+
+    ``customer_id`` is not known at the front door; the gateway sets it to a UUID derived
+    from ``source`` + ``webhook_id`` so deliveries of one webhook stay on one partition.
+    """
+
+    event_type: ClassVar[str] = "rapport.webhook.received.v1"
+    topic: ClassVar[str] = WEBHOOK_TOPIC
+
+    source: str = Field(examples=["shopify", "mailgun"])
+    webhook_id: str
+    received_at: datetime
+    content_type: str = "application/json"
+    body: str = Field(description="The raw request body, UTF-8 text.")

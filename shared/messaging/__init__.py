@@ -1,0 +1,16 @@
+"""Kafka plumbing: the transactional outbox, its relay, the inbox and the consumer runner."""
+
+from shared.messaging.consumer import ConsumerRunner, Handler, Subscriptions
+from shared.messaging.kafka import Producer, ensure_topics
+from shared.messaging.outbox import OutboxRelay, outbox_tables, publish
+
+__all__ = [
+    "ConsumerRunner",
+    "Handler",
+    "OutboxRelay",
+    "Producer",
+    "Subscriptions",
+    "ensure_topics",
+    "outbox_tables",
+    "publish",
+]

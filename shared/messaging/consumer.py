@@ -1,0 +1,285 @@
+"""The consumer runner: Kafka → handler → PostgreSQL, exactly-once in effect.
+
+For each message, in partition order:
+
+1. Decode the CloudEvents envelope. A message that is not a valid Rapport event cannot
+   succeed later either: it goes straight to the dead-letter topic.
+2. In one transaction: claim the event id in the ``inbox`` (``INSERT … ON CONFLICT DO
+   NOTHING``) and run the handler. A claim that finds the id already there means the event was
+   applied before (a redelivery): it is skipped. The claim and the effect commit together, so
+   an event is applied exactly once however often Kafka delivers it.
+3. Offsets are committed only after the transactions of the messages before them committed.
+
+Failures: a handler error is retried ``max_retries`` times with exponential backoff, then the
+message goes to the group's dead-letter topic (``rapport.dlq.<group>``) with the error in its
+headers, and the partition moves on. An infrastructure error (database unreachable) is not
+the message's fault: it is retried without limit and without dead-lettering, since every
+message would fail the same way; the partition waits and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import metrics
+from shared.db import Database
+from shared.events import Envelope, EnvelopeError, Event, dead_letter_topic
+from shared.messaging.kafka import Producer
+
+__all__ = ["ConsumerRunner", "Handler", "Subscriptions"]
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
+
+
+class Subscriptions:
+    """What one part consumes: event type → handler. The one place a part lists them."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._topics: set[str] = set()
+
+    def on(self, event: type[E]) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            if event.event_type in self._handlers:
+                raise ValueError(f"{event.event_type} already has a handler")
+            self._handlers[event.event_type] = handler
+            self._topics.add(event.topic)
+            return handler
+
+        return register
+
+    def handler_for(self, event_type: str) -> Handler | None:
+        return self._handlers.get(event_type)
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self._topics)
+
+    def __bool__(self) -> bool:
+        return bool(self._handlers)
+
+
+def _is_infrastructure_error(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | ConnectionError | TimeoutError | InterfaceError):
+        return True
+    if isinstance(exc, OperationalError | DBAPIError):
+        return (
+            bool(getattr(exc, "connection_invalidated", False))
+            or isinstance(exc.orig, OSError | ConnectionError)
+            or "connection" in type(exc.orig).__name__.lower()
+        )
+    return False
+
+
+class _Poison(Exception):
+    def __init__(self, cause: BaseException, attempts: int) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.attempts = attempts
+
+
+class ConsumerRunner:
+    """Runs one consumer group's subscriptions until stopped."""
+
+    def __init__(
+        self,
+        *,
+        group: str,
+        bootstrap_servers: str,
+        database: Database,
+        subscriptions: Subscriptions,
+        producer: Producer,
+        max_retries: int = 3,
+        retry_backoff: float = 0.2,
+        fetch_max_wait_ms: int = 20,
+        session_timeout_ms: int = 10_000,
+        consumer_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.group = group
+        self._bootstrap = bootstrap_servers
+        self._database = database
+        self._subscriptions = subscriptions
+        self._producer = producer
+        self._max_retries = max_retries
+        self._retry_backoff = retry_backoff
+        self._options = {
+            "fetch_max_wait_ms": fetch_max_wait_ms,
+            "session_timeout_ms": session_timeout_ms,
+            "heartbeat_interval_ms": max(session_timeout_ms // 4, 500),
+            **(consumer_options or {}),
+        }
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self.assigned = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.group}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            consumer = AIOKafkaConsumer(
+                *self._subscriptions.topics,
+                bootstrap_servers=self._bootstrap,
+                group_id=self.group,
+                client_id=f"{self.group}-consumer",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                **self._options,
+            )
+            try:
+                await consumer.start()
+                self._consumer = consumer
+                backoff = 0.5
+                await self._consume(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("consumer %s: %s; restarting in %.1fs", self.group, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                self._consumer = None
+                self.assigned.clear()
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            if consumer.assignment():
+                self.assigned.set()
+            for tp, records in batches.items():
+                for record in records:
+                    await self._process(record)
+                try:
+                    await consumer.commit({tp: records[-1].offset + 1})
+                except CommitFailedError as exc:
+                    # A rebalance took the partition away; the new owner re-reads from the
+                    # last commit and the inbox skips what we already applied.
+                    logger.info("consumer %s: commit lost to a rebalance: %s", self.group, exc)
+                self._record_lag(consumer, tp, records[-1].offset)
+
+    def _record_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            metrics.CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(
+                max(highwater - offset - 1, 0)
+            )
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            envelope = Envelope.from_kafka(record.topic, record.value, record.headers)
+        except EnvelopeError as exc:
+            await self._dead_letter(record, exc, attempts=1)
+            return
+        handler = self._subscriptions.handler_for(envelope.type)
+        if handler is None:
+            metrics.CONSUMER_EVENTS.labels(self.group, envelope.type, "ignored").inc()
+            return
+        try:
+            outcome = await self._apply_with_retries(handler, envelope)
+        except _Poison as poison:
+            await self._dead_letter(record, poison.cause, attempts=poison.attempts)
+            return
+        metrics.CONSUMER_EVENTS.labels(self.group, envelope.type, outcome).inc()
+
+    async def _apply_with_retries(self, handler: Handler, envelope: Envelope) -> str:
+        attempt = 0
+        infra_backoff = self._retry_backoff
+        while True:
+            attempt += 1
+            try:
+                return await self._apply(handler, envelope)
+            except asyncio.CancelledError:
+                raise
+            except EnvelopeError as exc:
+                raise _Poison(exc, attempt) from exc
+            except Exception as exc:
+                if _is_infrastructure_error(exc):
+                    attempt -= 1  # not the message's fault: wait for the database
+                    logger.warning("consumer %s: infrastructure error: %s", self.group, exc)
+                    await asyncio.sleep(infra_backoff)
+                    infra_backoff = min(infra_backoff * 2, 10.0)
+                    continue
+                if attempt > self._max_retries:
+                    raise _Poison(exc, attempt) from exc
+                logger.warning(
+                    "consumer %s: %s failed (attempt %d): %s",
+                    self.group,
+                    envelope.type,
+                    attempt,
+                    exc,
+                )
+                await asyncio.sleep(self._retry_backoff * 2 ** (attempt - 1))
+
+    async def _apply(self, handler: Handler, envelope: Envelope) -> str:
+        async with self._database.session() as session:
+            claimed = await session.execute(
+                text(
+                    f"INSERT INTO {self._database.schema}.inbox (consumer, event_id, event_type) "
+                    "VALUES (:consumer, :event_id, :event_type) ON CONFLICT DO NOTHING "
+                    "RETURNING event_id"
+                ),
+                {"consumer": self.group, "event_id": envelope.id, "event_type": envelope.type},
+            )
+            if claimed.first() is None:
+                return "duplicate"
+            event = envelope.event()
+            await handler(session, event, envelope)
+        return "applied"
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], exc: BaseException, *, attempts: int
+    ) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        logger.error(
+            "consumer %s: dead-lettering %s[%d]@%d after %d attempt(s): %s",
+            self.group,
+            record.topic,
+            record.partition,
+            record.offset,
+            attempts,
+            error,
+        )
+        headers = [
+            *record.headers,
+            ("dlq_error", error.encode()),
+            ("dlq_error_type", type(exc).__name__.encode()),
+            ("dlq_traceback", "".join(traceback.format_exception(exc))[-4000:].encode()),
+            ("dlq_consumer_group", self.group.encode()),
+            ("dlq_original_topic", record.topic.encode()),
+            ("dlq_original_partition", str(record.partition).encode()),
+            ("dlq_original_offset", str(record.offset).encode()),
+            ("dlq_attempts", str(attempts).encode()),
+            ("dlq_failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        producer = await self._producer.ensure_started()
+        # Awaited before the offset is committed: a dead letter is never lost either.
+        await producer.send_and_wait(
+            dead_letter_topic(self.group), value=record.value, key=record.key, headers=headers
+        )
+        event_type = dict(record.headers).get("ce_type", b"unknown").decode(errors="replace")
+        metrics.DEAD_LETTERS.labels(self.group, event_type).inc()

@@ -1,0 +1,99 @@
+"""One pure-ASGI middleware for what every request needs: a request id (taken from
+``X-Request-ID`` or generated) echoed back and put in the logs, the W3C trace id, the body size
+limit (413 problem, also for chunked bodies without a Content-Length), and the latency
+histogram labelled by route template."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared import metrics
+from shared.errors import PayloadTooLarge, problem_response
+from shared.logging import request_id_var, trace_id_var
+
+__all__ = ["RequestContextMiddleware"]
+
+logger = logging.getLogger("rapport.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = headers.get("x-request-id", "")
+        if not _REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        trace = _TRACEPARENT.match(headers.get("traceparent", ""))
+        scope.setdefault("state", {})["request_id"] = request_id
+        rid_token = request_id_var.set(request_id)
+        tid_token = trace_id_var.set(trace.group(1) if trace else None)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            declared = headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                await self._too_large(scope, receive, send_with_id)
+                return
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body_bytes:
+                        # An HTTPException, because FastAPI turns any other error raised
+                        # while reading the body into a 400.
+                        raise HTTPException(
+                            413, f"the request body exceeds {self.max_body_bytes} bytes"
+                        )
+                return message
+
+            await self.app(scope, limited_receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            metrics.HTTP_REQUESTS.labels(
+                self.service, scope["method"], template, str(status)
+            ).observe(elapsed)
+            logger.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
+            request_id_var.reset(rid_token)
+            trace_id_var.reset(tid_token)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            413,
+            PayloadTooLarge.slug,
+            f"the request body exceeds {self.max_body_bytes} bytes",
+            extensions={"instance": scope["path"], "request_id": scope["state"]["request_id"]},
+        )
+        await response(scope, receive, send)

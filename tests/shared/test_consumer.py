@@ -1,0 +1,157 @@
+"""The consumer runner: inbox dedupe, retries, dead letters, and moving on."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import delete, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.customer360.config import Settings
+from services.customer360.main import create_app
+from services.customer360.models import Customer
+from shared.events import CUSTOMER_TOPIC, CustomerUpdated, Envelope, dead_letter_topic
+from shared.messaging import ConsumerRunner, Producer, Subscriptions
+from tests.shared.kafka_tail import tail
+from tests.support import running
+
+pytestmark = [pytest.mark.kafka, pytest.mark.asyncio(loop_scope="session")]
+
+
+class PoisonError(Exception):
+    pass
+
+
+def _subscriptions(calls: list[str]) -> Subscriptions:
+    subscriptions = Subscriptions()
+
+    @subscriptions.on(CustomerUpdated)
+    async def add_tag(session: AsyncSession, event: CustomerUpdated, envelope: Envelope) -> None:
+        calls.append(str(envelope.id))
+        if event.changes.get("poison"):
+            raise PoisonError("this event can never be applied")
+        customer = await session.get(Customer, event.customer_id)
+        if customer is not None:
+            customer.tags = [*customer.tags, str(event.changes["tag"])]
+
+    return subscriptions
+
+
+Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+
+
+async def _send(bootstrap: str, *messages: Message) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key, value, headers in messages:
+            await producer.send_and_wait(CUSTOMER_TOPIC, value=value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+def _message(envelope: Envelope) -> Message:
+    return envelope.key, envelope.data, envelope.kafka_headers()
+
+
+async def _eventually(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.1)
+
+
+class TestConsumerRunner:
+    async def test_the_same_event_twice_is_applied_once_and_poison_goes_to_the_dead_letter_topic(
+        self, make_settings, infra
+    ):
+        settings = make_settings(Settings)
+        app = create_app(settings)
+        group = f"test-{uuid4().hex[:8]}"
+        calls: list[str] = []
+        async with running(app):
+            database = app.state.database
+            async with database.session() as session:
+                customer = Customer(display_name="Ada", emails=[], phones=[], tags=[])
+                session.add(customer)
+            now = datetime.now(UTC)
+            first = Envelope.wrap(
+                CustomerUpdated(customer_id=customer.id, changes={"tag": "a"}, updated_at=now),
+                source="/test",
+            )
+            poison = Envelope.wrap(
+                CustomerUpdated(customer_id=customer.id, changes={"poison": True}, updated_at=now),
+                source="/test",
+            )
+            after = Envelope.wrap(
+                CustomerUpdated(customer_id=customer.id, changes={"tag": "b"}, updated_at=now),
+                source="/test",
+            )
+            garbage = (str(customer.id).encode(), b"{not json", [("ce_type", b"x")])
+            producer = Producer(settings)
+            runner = ConsumerRunner(
+                group=group,
+                bootstrap_servers=infra.bootstrap_servers,
+                database=database,
+                subscriptions=_subscriptions(calls),
+                producer=producer,
+                max_retries=2,
+                retry_backoff=0.01,
+            )
+            # Same partition, in this order: the event, its redelivery, a poison message,
+            # a malformed message, and a good event after them.
+            await _send(
+                infra.bootstrap_servers,
+                _message(first),
+                _message(first),
+                _message(poison),
+                garbage,
+                _message(after),
+            )
+            runner.start()
+            try:
+
+                async def both_applied() -> bool:
+                    async with database.session() as s:
+                        c = await s.get(Customer, customer.id, populate_existing=True)
+                        return c is not None and c.tags == ["a", "b"]
+
+                await _eventually(both_applied, timeout=60)
+            finally:
+                await runner.stop()
+                await producer.stop()
+
+            # Applied once: the redelivered copy was skipped by the inbox, not re-run.
+            assert calls.count(str(first.id)) == 1
+            # The poison message was tried 1 + max_retries times, then dead-lettered.
+            assert calls.count(str(poison.id)) == 3
+            async with database.session() as s:
+                inbox = (
+                    (
+                        await s.execute(
+                            text(
+                                "SELECT event_id FROM customer360.inbox "
+                                "WHERE consumer = :g AND event_id = ANY(:ids)"
+                            ),
+                            {"g": group, "ids": [first.id, poison.id, after.id]},
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                assert sorted(inbox) == sorted([first.id, after.id])
+                await s.execute(delete(Customer).where(Customer.id == customer.id))
+
+        async with tail(
+            infra.bootstrap_servers, dead_letter_topic(group), from_beginning=True
+        ) as dead:
+            letters = await dead.wait_for(str(customer.id), count=2)
+        by_error = {dict(m.headers)["dlq_error_type"].decode(): dict(m.headers) for m in letters}
+        assert set(by_error) == {"PoisonError", "EnvelopeError"}
+        assert by_error["PoisonError"]["ce_id"] == str(poison.id).encode()
+        assert b"can never be applied" in by_error["PoisonError"]["dlq_error"]
+        assert by_error["PoisonError"]["dlq_attempts"] == b"3"
+        assert by_error["PoisonError"]["dlq_original_topic"] == CUSTOMER_TOPIC.encode()
