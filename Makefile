@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint format migrate bench clean
+.PHONY: install run test lint format migrate bench kafka clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ migrate: $(STAMP)
 ## Benchmarks; figures and ratios are printed, nothing is asserted.
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+## Real Apache Kafka (single-node KRaft, jars from Maven Central) on :9092 until Ctrl-C.
+kafka: $(STAMP)
+	$(BIN)/rapport kafka
 
 clean:
 	rm -rf $(VENV) .rapport .mypy_cache .ruff_cache .pytest_cache

@@ -5,7 +5,6 @@ its own schema and keeps its own version table in that schema."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 from typing import Any
 
 from alembic import context
@@ -14,6 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from shared.parts import load
 from shared.parts import part as find_part
 
 config = context.config
@@ -21,14 +21,9 @@ part_name = config.attributes.get("part") or context.get_x_argument(as_dictionar
 part = find_part(part_name)
 
 
-def _load(path: str) -> Any:
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-target_metadata = _load(part.base).metadata
+target_metadata = load(part.base).metadata
 schema = target_metadata.schema
-url = config.attributes.get("url") or _load(part.settings)().database_url
+url = config.attributes.get("url") or load(part.settings)().database_url
 
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:

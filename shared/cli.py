@@ -4,6 +4,7 @@ rapport run              start the dev stack (embedded infra unless configured) 
 rapport migrate          apply every part's migrations
 rapport internal-token   mint an internal token to call a service directly (development)
 rapport asyncapi         print the AsyncAPI document of Rapport's events
+rapport kafka            run a single-node Apache Kafka (KRaft; jars fetched with Maven)
 """
 
 from __future__ import annotations
@@ -91,6 +92,30 @@ def _internal_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kafka(args: argparse.Namespace) -> int:
+    from shared.devstack import ApacheKafka
+    from shared.stack import ROOT
+
+    if not ApacheKafka.available():
+        print("rapport kafka needs java (17+) and mvn on PATH", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    kafka = ApacheKafka(ROOT / ".rapport" / "kafka", port=args.port)
+    kafka.start()
+    try:
+        print(f"rapport: Apache Kafka {kafka.version} on {kafka.bootstrap_servers}; Ctrl-C stops")
+        print(f"  export KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap_servers}", flush=True)
+        while not stop.wait(1.0):
+            if not kafka.is_running():
+                print("rapport: Kafka exited", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        kafka.stop()
+
+
 def _asyncapi(_: argparse.Namespace) -> int:
     print(json.dumps(asyncapi_document(), indent=2))
     return 0
@@ -106,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--scope", action="append", help="repeatable; default: all scopes")
     token.add_argument("--ttl", type=int, default=3600, help="seconds")
     token.set_defaults(func=_internal_token)
+    kafka = commands.add_parser("kafka", help="run Apache Kafka (KRaft) until Ctrl-C")
+    kafka.add_argument("--port", type=int, default=9092)
+    kafka.set_defaults(func=_kafka)
     commands.add_parser("asyncapi", help="print the AsyncAPI document").set_defaults(func=_asyncapi)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

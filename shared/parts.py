@@ -7,9 +7,11 @@ itself never imports a part; these are strings.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["PARTS", "Part", "part"]
+__all__ = ["PARTS", "Part", "load", "part"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +57,9 @@ def part(name: str) -> Part:
         if p.name == name:
             return p
     raise KeyError(f"unknown part {name!r}; known: {', '.join(p.name for p in PARTS)}")
+
+
+def load(path: str) -> Any:
+    """The object a ``module:attribute`` path names (imported on demand)."""
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import uuid
 
 import pytest
@@ -14,14 +13,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from shared.migrate import downgrade, upgrade
-from shared.parts import PARTS
+from shared.parts import PARTS, load
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def _metadata(path: str):  # type: ignore[no-untyped-def]
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr).metadata
+    return load(path).metadata
 
 
 async def _tables(url: str, schema: str) -> set[str]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import Any
 
 import pytest
 
-from shared.parts import PARTS
+from shared.parts import PARTS, load
 from tests.support import api_client, bearer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -17,18 +16,9 @@ PROBLEM = "application/problem+json"
 ALL_SCOPES = bearer("*")
 
 
-def _factory(path: str):  # type: ignore[no-untyped-def]
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def _settings(path: str):  # type: ignore[no-untyped-def]
-    return _factory(path)
-
-
 @pytest.mark.parametrize("part", PARTS, ids=[p.name for p in PARTS])
 async def test_bad_requests_to_every_endpoint_get_problem_details(part, make_settings):
-    app = _factory(part.app)(make_settings(_settings(part.settings)))
+    app = load(part.app)(make_settings(load(part.settings)))
     async with api_client(app) as client:
         spec = (await client.get("/openapi.json")).json()
         checked = 0
@@ -68,7 +58,7 @@ async def test_bad_requests_to_every_endpoint_get_problem_details(part, make_set
 
 @pytest.mark.parametrize("part", PARTS, ids=[p.name for p in PARTS])
 async def test_health_ready_and_metrics_answer(part, make_settings):
-    app = _factory(part.app)(make_settings(_settings(part.settings)))
+    app = load(part.app)(make_settings(load(part.settings)))
     async with api_client(app) as client:
         assert (await client.get("/health")).json() == {"status": "ok"}
         ready = await client.get("/ready")
