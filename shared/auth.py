@@ -46,6 +46,11 @@ class Principal(BaseModel):
     scopes: frozenset[str] = Field(default_factory=frozenset)
     roles: tuple[str, ...] = ()
     name: str | None = None
+    #: Data scope: which customers this principal may see — its own (``owner_id`` equals
+    #: ``subject``), its team's (``team_id`` equals ``team``) or all. Services apply it in
+    #: their queries.
+    scope_mode: Literal["own", "team", "all"] = "all"
+    team: str | None = None
 
     def has(self, scope: str) -> bool:
         """``orders:write`` is granted by ``orders:write``, ``orders:*`` or ``*``."""
@@ -65,6 +70,8 @@ def mint_internal_token(principal: Principal, secret: str, *, ttl_s: int = 120) 
         "scope": " ".join(sorted(principal.scopes)),
         "roles": list(principal.roles),
         "name": principal.name,
+        "scope_mode": principal.scope_mode,
+        "team": principal.team,
         "iat": now,
         "nbf": now - 5,
         "exp": now + ttl_s,
@@ -97,6 +104,8 @@ def verify_internal_token(token: str, secret: str) -> Principal:
         scopes=frozenset(str(claims.get("scope", "")).split()),
         roles=tuple(claims.get("roles") or ()),
         name=claims.get("name"),
+        scope_mode=claims.get("scope_mode", "all"),
+        team=claims.get("team"),
     )
 
 

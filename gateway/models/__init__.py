@@ -1,16 +1,8 @@
-"""Tables of the gateway (``gateway`` schema): API keys and webhook receipts arrive with the
-gateway issue; the outbox is here because the gateway publishes raw partner webhooks."""
+"""Tables of the gateway (``gateway`` schema): API keys, webhook sources and receipts, and the
+outbox through which received webhooks reach ``rapport.webhook.v1``."""
 
-from sqlalchemy.orm import DeclarativeBase
+from gateway.models.api_key import ApiKey
+from gateway.models.base import Base
+from gateway.models.webhook import WebhookReceipt, WebhookSecret, WebhookSource
 
-from shared.db import schema_metadata
-from shared.messaging import outbox_tables
-
-
-class Base(DeclarativeBase):
-    metadata = schema_metadata("gateway")
-
-
-outbox_tables(Base.metadata, inbox=False)
-
-__all__ = ["Base"]
+__all__ = ["ApiKey", "Base", "WebhookReceipt", "WebhookSecret", "WebhookSource"]
