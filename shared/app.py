@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
+from starlette.middleware import Middleware
 
 from shared.auth import get_principal
 from shared.db import Database
@@ -107,9 +108,13 @@ def create_app(
     subscriptions: Subscriptions | None = None,
     openapi_tags: list[dict[str, Any]] | None = None,
     authenticated: bool = True,
+    middleware: Sequence[Middleware] = (),
+    lifespan_extension: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     """Build one part's app. Its routers require an internal token unless ``authenticated``
-    is false (the gateway authenticates on its own)."""
+    is false (the gateway authenticates on its own). ``middleware`` runs inside the request
+    context (request id, metrics, body limit); ``lifespan_extension`` opens the part's own
+    resources after the shared ones and closes them first."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -119,7 +124,11 @@ def create_app(
         app.state.database = runtime.database
         await runtime.start()
         try:
-            yield
+            if lifespan_extension is None:
+                yield
+            else:
+                async with lifespan_extension(app):
+                    yield
         finally:
             await runtime.stop()
 
@@ -133,6 +142,8 @@ def create_app(
     )
     app.state.settings = settings
     install_problem_handlers(app)
+    for extra in reversed(middleware):
+        app.add_middleware(extra.cls, *extra.args, **extra.kwargs)
     app.add_middleware(
         RequestContextMiddleware,
         service=settings.service_name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 import httpx
 from fastapi import FastAPI
@@ -12,9 +13,17 @@ from shared.auth import Principal, mint_internal_token
 from shared.settings import DEV_INTERNAL_SECRET
 
 
-def bearer(*scopes: str, subject: str = "user-1", secret: str | None = None) -> dict[str, str]:
+def bearer(
+    *scopes: str,
+    subject: str = "user-1",
+    secret: str | None = None,
+    scope_mode: Literal["own", "team", "all"] = "all",
+    team: str | None = None,
+) -> dict[str, str]:
     """Headers carrying an internal token, as the gateway would forward them."""
-    principal = Principal(subject=subject, scopes=frozenset(scopes))
+    principal = Principal(
+        subject=subject, scopes=frozenset(scopes), scope_mode=scope_mode, team=team
+    )
     token = mint_internal_token(principal, secret or DEV_INTERNAL_SECRET)
     return {"Authorization": f"Bearer {token}"}
 

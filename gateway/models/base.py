@@ -10,4 +10,4 @@ class Base(DeclarativeBase):
     metadata = schema_metadata("gateway")
 
 
-outbox_tables(Base.metadata, inbox=False)
+outbox_tables(Base.metadata)

@@ -7,6 +7,7 @@ from shared.events.base import (
     ORDER_TOPIC,
     SEGMENT_TOPIC,
     TOPICS,
+    WEBHOOK_STATUS_TOPIC,
     WEBHOOK_TOPIC,
     Event,
     dead_letter_topic,
@@ -23,7 +24,9 @@ from shared.events.catalog import (
     OrderStatusChanged,
     SegmentEntered,
     SegmentExited,
+    WebhookProcessed,
     WebhookReceived,
+    webhook_key,
 )
 from shared.events.envelope import Envelope, EnvelopeError, UnknownEventType
 
@@ -33,6 +36,7 @@ __all__ = [
     "ORDER_TOPIC",
     "SEGMENT_TOPIC",
     "TOPICS",
+    "WEBHOOK_STATUS_TOPIC",
     "WEBHOOK_TOPIC",
     "CustomerCreated",
     "CustomerErased",
@@ -47,9 +51,11 @@ __all__ = [
     "SegmentEntered",
     "SegmentExited",
     "UnknownEventType",
+    "WebhookProcessed",
     "WebhookReceived",
     "asyncapi_document",
     "dead_letter_topic",
     "event_class",
     "registered_events",
+    "webhook_key",
 ]

@@ -17,6 +17,7 @@ PRODUCERS = {
     "rapport.order.v1": "orders",
     "rapport.segment.v1": "segmentation",
     "rapport.webhook.v1": "gateway",
+    "rapport.webhook.status.v1": "the service that consumed the webhook",
 }
 
 _CE_HEADERS: dict[str, Any] = {

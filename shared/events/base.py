@@ -24,6 +24,7 @@ __all__ = [
     "ORDER_TOPIC",
     "SEGMENT_TOPIC",
     "TOPICS",
+    "WEBHOOK_STATUS_TOPIC",
     "WEBHOOK_TOPIC",
     "Event",
     "dead_letter_topic",
@@ -36,12 +37,15 @@ INTERACTION_TOPIC = "rapport.interaction.v1"
 ORDER_TOPIC = "rapport.order.v1"
 SEGMENT_TOPIC = "rapport.segment.v1"
 WEBHOOK_TOPIC = "rapport.webhook.v1"
+#: How far the services got with a received webhook (processed, ignored, failed).
+WEBHOOK_STATUS_TOPIC = "rapport.webhook.status.v1"
 TOPICS: tuple[str, ...] = (
     CUSTOMER_TOPIC,
     INTERACTION_TOPIC,
     ORDER_TOPIC,
     SEGMENT_TOPIC,
     WEBHOOK_TOPIC,
+    WEBHOOK_STATUS_TOPIC,
 )
 
 _REGISTRY: dict[str, type[Event]] = {}

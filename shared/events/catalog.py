@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar, Literal
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import Field
 
@@ -18,6 +18,7 @@ from shared.events.base import (
     INTERACTION_TOPIC,
     ORDER_TOPIC,
     SEGMENT_TOPIC,
+    WEBHOOK_STATUS_TOPIC,
     WEBHOOK_TOPIC,
     Event,
 )
@@ -32,7 +33,9 @@ __all__ = [
     "OrderStatusChanged",
     "SegmentEntered",
     "SegmentExited",
+    "WebhookProcessed",
     "WebhookReceived",
+    "webhook_key",
 ]
 
 
@@ -49,6 +52,7 @@ class CustomerCreated(Event):
     phones: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     owner_id: str | None = None
+    team_id: str | None = None
     created_at: datetime
 
 
@@ -144,8 +148,8 @@ class SegmentExited(Event):
 class WebhookReceived(Event):
     """A partner webhook, verified and durably received by the gateway, body untouched.
 
-    ``customer_id`` is not known at the front door; the gateway sets it to a UUID derived
-    from ``source`` + ``webhook_id`` so deliveries of one webhook stay on one partition.
+    ``customer_id`` is not known at the front door; the gateway sets it to
+    ``webhook_key(source, webhook_id)`` so deliveries of one webhook stay on one partition.
     """
 
     event_type: ClassVar[str] = "rapport.webhook.received.v1"
@@ -155,4 +159,30 @@ class WebhookReceived(Event):
     webhook_id: str
     received_at: datetime
     content_type: str = "application/json"
-    body: str = Field(description="The raw request body, UTF-8 text.")
+    body: str = Field(description="The raw request body: UTF-8 text, or base64 (see below).")
+    body_encoding: Literal["utf-8", "base64"] = "utf-8"
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="The request's headers (credentials removed)."
+    )
+
+
+def webhook_key(source: str, webhook_id: str) -> UUID:
+    """The stable key of one partner webhook (stands in for a customer id)."""
+    return uuid5(NAMESPACE_URL, f"rapport:webhook:{source}:{webhook_id}")
+
+
+class WebhookProcessed(Event):
+    """A service reports what became of a received webhook (shown in the delivery log).
+
+    Keyed like the :class:`WebhookReceived` it answers (``webhook_key(source, webhook_id)``).
+    """
+
+    event_type: ClassVar[str] = "rapport.webhook.processed.v1"
+    topic: ClassVar[str] = WEBHOOK_STATUS_TOPIC
+
+    source: str
+    webhook_id: str
+    status: Literal["processed", "ignored", "failed"]
+    detail: str | None = None
+    processed_by: str = Field(examples=["orders"])
+    processed_at: datetime

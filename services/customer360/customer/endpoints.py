@@ -6,7 +6,7 @@ from services.customer360.customer import service
 from services.customer360.customer.dependencies import CustomerDep
 from services.customer360.customer.repository import CustomerRepository
 from services.customer360.customer.schemas import CustomerCreate, CustomerRead
-from shared.auth import require_scopes
+from shared.auth import PrincipalDep, require_scopes
 from shared.db import SessionDep
 from shared.errors import problem_responses
 from shared.pagination import CursorDep, CursorPage
@@ -21,10 +21,12 @@ router = APIRouter(prefix="/customers", tags=["customers"])
     dependencies=[Depends(require_scopes("customers:write"))],
     responses=problem_responses(401, 403, 413),
 )
-async def create_customer(body: CustomerCreate, session: SessionDep) -> CustomerRead:
+async def create_customer(
+    body: CustomerCreate, session: SessionDep, principal: PrincipalDep
+) -> CustomerRead:
     """Create a customer profile. Publishes `rapport.customer.created.v1`."""
-    customer = await service.create_customer(session, body)
-    return CustomerRead.model_validate(customer)
+    customer = await service.create_customer(session, body, principal)
+    return CustomerRead.for_principal(customer, principal)
 
 
 @router.get(
@@ -33,9 +35,9 @@ async def create_customer(body: CustomerCreate, session: SessionDep) -> Customer
     dependencies=[Depends(require_scopes("customers:read"))],
     responses=problem_responses(401, 403, 404),
 )
-async def get_customer(customer: CustomerDep) -> CustomerRead:
-    """One customer profile by id."""
-    return CustomerRead.model_validate(customer)
+async def get_customer(customer: CustomerDep, principal: PrincipalDep) -> CustomerRead:
+    """One customer profile by id; `404` also when it is outside the caller's data scope."""
+    return CustomerRead.for_principal(customer, principal)
 
 
 @router.get(
@@ -47,10 +49,11 @@ async def get_customer(customer: CustomerDep) -> CustomerRead:
 async def list_customers(
     session: SessionDep,
     page: CursorDep,
+    principal: PrincipalDep,
     tag: Annotated[str | None, Query(max_length=100, description="Only with this tag.")] = None,
 ) -> CursorPage[CustomerRead]:
-    """Customers, oldest first, one page at a time (cursor pagination)."""
-    items, next_cursor = await CustomerRepository(session).list(page, tag=tag)
+    """Customers within the caller's data scope, oldest first, one page at a time."""
+    items, next_cursor = await CustomerRepository(session).list(page, principal, tag=tag)
     return CursorPage(
-        items=[CustomerRead.model_validate(c) for c in items], next_cursor=next_cursor
+        items=[CustomerRead.for_principal(c, principal) for c in items], next_cursor=next_cursor
     )

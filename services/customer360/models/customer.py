@@ -19,6 +19,9 @@ class Customer(Base):
     emails: Mapped[list[str]] = mapped_column(ARRAY(String(320)), default=list)
     phones: Mapped[list[str]] = mapped_column(ARRAY(String(32)), default=list)
     tags: Mapped[list[str]] = mapped_column(ARRAY(String(100)), default=list)
+    #: The sales rep who owns the customer, and their team: the data scope of reps.
+    owner_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    team_id: Mapped[str | None] = mapped_column(String(100), index=True)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )

@@ -15,7 +15,7 @@ from tests.support import api_client, bearer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-WRITE = bearer("customers:read", "customers:write")
+WRITE = bearer("customers:read", "customers:write", "customers:pii")
 READ = bearer("customers:read")
 PROBLEM = "application/problem+json"
 
@@ -169,3 +169,68 @@ class TestListCustomers:
     async def test_answers_an_out_of_range_limit_with_422(self, client):
         response = await client.get("/customers", params={"limit": 0}, headers=READ)
         assert response.status_code == 422
+
+
+class TestDataScope:
+    """A sales rep of team A never sees team B's customers."""
+
+    async def test_reps_see_their_own_their_teams_or_all_customers_as_their_scope_says(
+        self, client
+    ):
+        tag = f"t{uuid4().hex[:8]}"
+        writer = bearer("customers:write", "customers:read")
+        rows = [("ann", "north"), ("bob", "north"), ("cid", "south")]
+        ids = {}
+        for owner, team in rows:
+            created = await client.post(
+                "/customers",
+                json={"display_name": owner, "tags": [tag], "owner_id": owner, "team_id": team},
+                headers=writer,
+            )
+            ids[owner] = created.json()["id"]
+
+        async def visible(**token) -> set[str]:
+            headers = bearer("customers:read", **token)
+            page = await client.get("/customers", params={"tag": tag}, headers=headers)
+            return {c["display_name"] for c in page.json()["items"]}
+
+        assert await visible(subject="ann", scope_mode="own") == {"ann"}
+        assert await visible(subject="ann", scope_mode="team", team="north") == {"ann", "bob"}
+        assert await visible(subject="zed", scope_mode="team", team="south") == {"cid"}
+        assert await visible(subject="boss", scope_mode="all") == {"ann", "bob", "cid"}
+        assert await visible(subject="ann", scope_mode="team") == set()  # no team claim
+
+        outsider = bearer("customers:read", subject="cid", scope_mode="team", team="south")
+        response = await client.get(f"/customers/{ids['ann']}", headers=outsider)
+        assert response.status_code == 404
+        own = bearer("customers:read", subject="ann", scope_mode="own")
+        assert (await client.get(f"/customers/{ids['ann']}", headers=own)).status_code == 200
+
+    async def test_a_rep_who_creates_a_customer_owns_it(self, client):
+        headers = bearer(
+            "customers:write", "customers:read", subject="dee", scope_mode="own", team="east"
+        )
+        created = await client.post("/customers", json={"display_name": "Mine"}, headers=headers)
+        assert created.json()["owner_id"] == "dee"
+        assert created.json()["team_id"] == "east"
+
+
+class TestPersonalData:
+    async def test_emails_and_phones_are_masked_without_the_pii_scope(self, client):
+        created = await client.post(
+            "/customers",
+            json={
+                "display_name": "Wei",
+                "emails": ["wei.zhang@example.com"],
+                "phones": ["+8613812345678"],
+            },
+            headers=WRITE,
+        )
+        customer_id = created.json()["id"]
+        masked = (await client.get(f"/customers/{customer_id}", headers=READ)).json()
+        assert masked["emails"] == ["w***@example.com"]
+        assert masked["phones"] == ["+86*******5678"]
+        full = bearer("customers:read", "customers:pii")
+        clear = (await client.get(f"/customers/{customer_id}", headers=full)).json()
+        assert clear["emails"] == ["wei.zhang@example.com"]
+        assert clear["phones"] == ["+8613812345678"]

@@ -1,8 +1,8 @@
 """create gateway schema
 
-Revision ID: 5f742603ec45
+Revision ID: 87a894ca4dd0
 Revises:
-Create Date: 2026-11-23 09:36:57.039681
+Create Date: 2026-11-23 09:39:08.521909
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "5f742603ec45"
+revision: str = "87a894ca4dd0"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -40,6 +40,20 @@ def upgrade() -> None:
         sa.Column("revoked_by", sa.String(length=200), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_key")),
         sa.UniqueConstraint("key_id", name=op.f("uq_api_key_key_id")),
+        schema="gateway",
+    )
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.String(length=100), nullable=False),
+        sa.Column("event_id", sa.Uuid(), nullable=False),
+        sa.Column("event_type", sa.String(length=200), nullable=False),
+        sa.Column(
+            "processed_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("consumer", "event_id", name=op.f("pk_inbox")),
         schema="gateway",
     )
     op.create_table(
@@ -149,5 +163,6 @@ def downgrade() -> None:
     )
     op.drop_table("webhook_receipt", schema="gateway")
     op.drop_table("outbox", schema="gateway")
+    op.drop_table("inbox", schema="gateway")
     op.drop_table("api_key", schema="gateway")
     # ### end Alembic commands ###
