@@ -1,5 +1,9 @@
-"""What interactions consumes. Customer and webhook handlers arrive with their issues."""
+"""What interactions consumes: customer ownership (for the data scope) so far; partner
+webhooks arrive with the interactions issue."""
 
+from services.interactions.models import customer_scope
 from shared.messaging import Subscriptions
+from shared.privacy import follow_customer_scope
 
 subscriptions = Subscriptions()
+follow_customer_scope(subscriptions, customer_scope)

@@ -1,10 +1,13 @@
 """What segmentation consumes: the one place its event handlers are listed."""
 
 from services.segmentation.features import handlers
+from services.segmentation.models import customer_scope
 from shared.events import CustomerCreated, CustomerErased, InteractionRecorded, OrderPlaced
 from shared.messaging import Subscriptions
+from shared.privacy import follow_customer_scope
 
 subscriptions = Subscriptions()
+follow_customer_scope(subscriptions, customer_scope)
 
 subscriptions.on(CustomerCreated)(handlers.on_customer_created)
 subscriptions.on(CustomerErased)(handlers.on_customer_erased)

@@ -47,24 +47,39 @@ Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
 
 
 class Subscriptions:
-    """What one part consumes: event type → handler. The one place a part lists them."""
+    """What one part consumes: event type → handlers. The one place a part lists them.
+
+    Several handlers of one event type run in registration order, in one transaction.
+    """
 
     def __init__(self) -> None:
-        self._handlers: dict[str, Handler] = {}
+        self._handlers: dict[str, list[Handler]] = {}
         self._topics: set[str] = set()
 
     def on(self, event: type[E]) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            if event.event_type in self._handlers:
-                raise ValueError(f"{event.event_type} already has a handler")
-            self._handlers[event.event_type] = handler
+            self._handlers.setdefault(event.event_type, []).append(handler)
             self._topics.add(event.topic)
             return handler
 
         return register
 
+    def handlers(self, event_type: str) -> tuple[Handler, ...]:
+        return tuple(self._handlers.get(event_type, ()))
+
     def handler_for(self, event_type: str) -> Handler | None:
-        return self._handlers.get(event_type)
+        """One callable running every handler of ``event_type`` (``None``: not consumed)."""
+        handlers = self._handlers.get(event_type)
+        if not handlers:
+            return None
+        if len(handlers) == 1:
+            return handlers[0]
+
+        async def all_of(session: AsyncSession, event: Any, envelope: Envelope) -> None:
+            for handler in handlers:
+                await handler(session, event, envelope)
+
+        return all_of
 
     @property
     def topics(self) -> list[str]:

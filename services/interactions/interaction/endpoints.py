@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, status
 from services.interactions.interaction import service
 from services.interactions.interaction.repository import InteractionRepository
 from services.interactions.interaction.schemas import InteractionCreate, InteractionRead
-from shared.auth import require_scopes
+from shared.auth import PrincipalDep, require_scopes
 from shared.db import SessionDep
 from shared.errors import problem_responses
 from shared.pagination import CursorDep, CursorPage
@@ -44,14 +44,17 @@ async def record_interaction(body: InteractionCreate, session: SessionDep) -> In
 async def list_interactions(
     session: SessionDep,
     page: CursorDep,
+    principal: PrincipalDep,
     customer_id: Annotated[
         UUID | None, Query(description="Only this customer's interactions (their timeline).")
     ] = None,
 ) -> CursorPage[InteractionRead]:
     """Interactions in the order they happened (`occurred_at`, oldest first), one page at a
     time. Pass the `next_cursor` of a page as `cursor` to get the next one; it is absent on
-    the last page."""
-    items, next_cursor = await InteractionRepository(session).list(page, customer_id=customer_id)
+    the last page. Only customers within the caller's data scope are included."""
+    items, next_cursor = await InteractionRepository(session).list(
+        page, principal, customer_id=customer_id
+    )
     return CursorPage(
         items=[InteractionRead.model_validate(i) for i in items], next_cursor=next_cursor
     )

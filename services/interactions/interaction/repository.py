@@ -3,8 +3,10 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.interactions.models import Interaction
+from services.interactions.models import Interaction, customer_scope
+from shared.auth import Principal
 from shared.pagination import CursorParams, paginate
+from shared.privacy import visible_customers
 
 
 class InteractionRepository:
@@ -18,9 +20,11 @@ class InteractionRepository:
         return interaction
 
     async def list(
-        self, params: CursorParams, *, customer_id: UUID | None = None
+        self, params: CursorParams, principal: Principal, *, customer_id: UUID | None = None
     ) -> tuple[list[Interaction], str | None]:
-        statement = select(Interaction)
+        statement = select(Interaction).where(
+            visible_customers(principal, Interaction.customer_id, customer_scope)
+        )
         if customer_id is not None:
             statement = statement.where(Interaction.customer_id == customer_id)
         return await paginate(

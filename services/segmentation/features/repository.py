@@ -2,11 +2,13 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import Numeric, Text, cast, delete, func, literal
+from sqlalchemy import Numeric, Text, cast, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.segmentation.models import CustomerFeatures
+from services.segmentation.models import CustomerFeatures, customer_scope
+from shared.auth import Principal
+from shared.privacy import visible_customers
 
 # Every write is one INSERT … ON CONFLICT DO UPDATE: whichever event about a customer
 # arrives first creates the row, and concurrent consumers of different topics cannot lose
@@ -17,8 +19,16 @@ class CustomerFeaturesRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get(self, customer_id: UUID) -> CustomerFeatures | None:
-        return await self.session.get(CustomerFeatures, customer_id)
+    async def get(self, customer_id: UUID, principal: Principal) -> CustomerFeatures | None:
+        """The customer's features, if the customer is within the principal's data scope."""
+        return (
+            await self.session.scalars(
+                select(CustomerFeatures).where(
+                    CustomerFeatures.customer_id == customer_id,
+                    visible_customers(principal, CustomerFeatures.customer_id, customer_scope),
+                )
+            )
+        ).one_or_none()
 
     async def record_customer(self, customer_id: UUID, display_name: str) -> None:
         statement = insert(CustomerFeatures).values(

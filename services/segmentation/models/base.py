@@ -2,8 +2,9 @@ from sqlalchemy.orm import DeclarativeBase
 
 from shared.db import schema_metadata
 from shared.messaging import outbox_tables
+from shared.privacy import customer_scope_table
 
-__all__ = ["Base"]
+__all__ = ["Base", "customer_scope"]
 
 
 class Base(DeclarativeBase):
@@ -11,3 +12,5 @@ class Base(DeclarativeBase):
 
 
 outbox_tables(Base.metadata)
+#: Who owns each customer (from customer events): the data scope of this part's rows.
+customer_scope = customer_scope_table(Base.metadata)
