@@ -23,7 +23,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-async def apply(app, subscriptions: Subscriptions, *events) -> None:  # type: ignore[no-untyped-def]
+async def apply(app, subscriptions: Subscriptions, *events) -> None:
     for event in events:
         handler = subscriptions.handler_for(event.event_type)
         assert handler is not None
@@ -58,7 +58,7 @@ async def test_interactions_lists_only_the_customers_in_scope(make_settings):
             assert response.status_code == 201, response.text
         by_id = {str(cid): name for cid, name, _ in people.values()}
 
-        async def visible(**token) -> set[str]:  # type: ignore[no-untyped-def]
+        async def visible(**token) -> set[str]:
             page = await client.get(
                 "/interactions", params={"limit": 200}, headers=bearer("interactions:read", **token)
             )

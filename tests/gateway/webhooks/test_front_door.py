@@ -1,0 +1,246 @@
+"""The webhook front door: signed, stored before 202, deduplicated, published, replayable."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+from gateway.auth.dev import mint_dev_token
+from sqlalchemy import text
+
+from gateway.config import Settings
+from gateway.main import create_app
+from gateway.webhooks.handlers import on_webhook_processed
+from shared.events import Envelope, WebhookProcessed, webhook_key
+from shared.standard_webhooks import sign
+from tests.support import api_client
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def settings(make_settings):
+    return make_settings(Settings)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def app(settings):
+    return create_app(settings)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(app):
+    async with api_client(app) as c:
+        yield c
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def admin(settings):
+    return {"Authorization": f"Bearer {mint_dev_token(settings, role='admin')}"}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def source(client, admin):
+    name = f"shop-{uuid.uuid4().hex[:8]}"
+    response = await client.post(
+        "/api/v1/admin/webhook-sources", json={"name": name}, headers=admin
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def signed(secret: str, body: bytes, *, msg_id: str | None = None, at: int | None = None):
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    timestamp = int(time.time()) if at is None else at
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, msg_id, timestamp, body),
+        "content-type": "application/json",
+    }
+
+
+async def outbox_rows(app, key: uuid.UUID) -> list:
+    async with app.state.database.session() as session:
+        result = await session.execute(
+            text("SELECT headers, payload FROM gateway.outbox WHERE key = :k ORDER BY id"),
+            {"k": str(key)},
+        )
+        return list(result.all())
+
+
+class TestReceiveWebhook:
+    async def test_stores_the_raw_body_and_queues_it_for_the_services(self, client, app, source):
+        body = b'{"order": {"id": 42, "total": "19.90"}}'
+        headers = signed(source["secret"]["secret"], body)
+        response = await client.post(f"/webhooks/{source['name']}", content=body, headers=headers)
+        assert response.status_code == 202
+        assert response.json()["status"] == "accepted"
+        rows = await outbox_rows(app, webhook_key(source["name"], headers["webhook-id"]))
+        assert len(rows) == 1
+        assert dict(rows[0].headers)["ce_type"] == "rapport.webhook.received.v1"
+        event = json.loads(rows[0].payload)
+        assert event["body"] == body.decode()
+        assert event["webhook_id"] == headers["webhook-id"]
+        assert event["headers"]["webhook-id"] == headers["webhook-id"]
+        receipt_id = response.json()["receipt_id"]
+        admin_token = {
+            "Authorization": f"Bearer {mint_dev_token(app.state.settings, role='admin')}"
+        }
+        stored = (
+            await client.get(f"/api/v1/admin/webhook-receipts/{receipt_id}", headers=admin_token)
+        ).json()
+        assert stored["body"] == body.decode()
+        assert stored["status"] == "published"
+
+    async def test_a_repeated_webhook_id_is_accepted_and_ignored(self, client, app, source):
+        body = b'{"n": 1}'
+        headers = signed(source["secret"]["secret"], body)
+        first = await client.post(f"/webhooks/{source['name']}", content=body, headers=headers)
+        again = await client.post(f"/webhooks/{source['name']}", content=body, headers=headers)
+        assert (first.status_code, again.status_code) == (202, 200)
+        assert again.json() == {"status": "duplicate", "receipt_id": first.json()["receipt_id"]}
+        assert len(await outbox_rows(app, webhook_key(source["name"], headers["webhook-id"]))) == 1
+
+    async def test_refuses_a_tampered_body(self, client, source):
+        headers = signed(source["secret"]["secret"], b'{"total": "1.00"}')
+        response = await client.post(
+            f"/webhooks/{source['name']}", content=b'{"total": "9.99"}', headers=headers
+        )
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+
+    async def test_refuses_a_signature_made_with_another_secret(self, client, source):
+        body = b"{}"
+        headers = signed("whsec_" + base64.b64encode(b"another secret!!").decode(), body)
+        response = await client.post(f"/webhooks/{source['name']}", content=body, headers=headers)
+        assert response.status_code == 401
+
+    async def test_refuses_a_stale_timestamp(self, client, source):
+        body = b"{}"
+        headers = signed(source["secret"]["secret"], body, at=int(time.time()) - 600)
+        response = await client.post(f"/webhooks/{source['name']}", content=body, headers=headers)
+        assert response.status_code == 401
+        assert "timestamp" in response.json()["detail"]
+
+    async def test_answers_missing_signature_headers_with_400(self, client, source):
+        response = await client.post(f"/webhooks/{source['name']}", content=b"{}")
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["pointer"] == "/headers/webhook-id"
+
+    async def test_answers_an_unknown_source_with_404(self, client):
+        response = await client.post(
+            "/webhooks/nobody",
+            content=b"{}",
+            headers=signed("whsec_" + base64.b64encode(b"x" * 24).decode(), b"{}"),
+        )
+        assert response.status_code == 404
+
+    async def test_keeps_a_binary_body_exactly(self, client, app, source):
+        body = bytes(range(256))
+        headers = signed(source["secret"]["secret"], body) | {
+            "content-type": "application/octet-stream"
+        }
+        response = await client.post(f"/webhooks/{source['name']}", content=body, headers=headers)
+        assert response.status_code == 202
+        (row,) = await outbox_rows(app, webhook_key(source["name"], headers["webhook-id"]))
+        event = json.loads(row.payload)
+        assert event["body_encoding"] == "base64"
+        assert base64.b64decode(event["body"]) == body
+
+
+class TestRotateSecret:
+    async def test_old_and_new_secrets_both_work_during_the_overlap(self, client, source, admin):
+        old = source["secret"]["secret"]
+        rotated = await client.post(
+            f"/api/v1/admin/webhook-sources/{source['name']}/secrets",
+            json={"overlap_s": 3600},
+            headers=admin,
+        )
+        assert rotated.status_code == 201
+        new = rotated.json()["secret"]
+        assert new != old
+        for secret in (old, new):
+            body = b"{}"
+            response = await client.post(
+                f"/webhooks/{source['name']}", content=body, headers=signed(secret, body)
+            )
+            assert response.status_code == 202, secret
+
+    async def test_without_overlap_the_old_secret_stops_working(self, client, source, admin):
+        old = source["secret"]["secret"]
+        rotated = await client.post(
+            f"/api/v1/admin/webhook-sources/{source['name']}/secrets",
+            json={"overlap_s": 0},
+            headers=admin,
+        )
+        new = rotated.json()["secret"]
+        body = b"{}"
+        stale = await client.post(
+            f"/webhooks/{source['name']}", content=body, headers=signed(old, body)
+        )
+        fresh = await client.post(
+            f"/webhooks/{source['name']}", content=body, headers=signed(new, body)
+        )
+        assert (stale.status_code, fresh.status_code) == (401, 202)
+
+    async def test_needs_the_webhooks_write_scope(self, client, source, settings):
+        analyst = {"Authorization": f"Bearer {mint_dev_token(settings, role='analyst')}"}
+        response = await client.post(
+            f"/api/v1/admin/webhook-sources/{source['name']}/secrets", json={}, headers=analyst
+        )
+        assert response.status_code == 403
+
+
+class TestDeliveryLog:
+    async def test_shows_what_the_consuming_service_reported(self, client, app, source, admin):
+        body = b'{"x": 1}'
+        headers = signed(source["secret"]["secret"], body)
+        await client.post(f"/webhooks/{source['name']}", content=body, headers=headers)
+        event = WebhookProcessed(
+            customer_id=webhook_key(source["name"], headers["webhook-id"]),
+            source=source["name"],
+            webhook_id=headers["webhook-id"],
+            status="failed",
+            detail="unknown order id 42",
+            processed_by="orders",
+            processed_at=datetime.now(UTC),
+        )
+        async with app.state.database.session() as session:
+            await on_webhook_processed(session, event, Envelope.wrap(event, source="/test"))
+        listed = await client.get(
+            "/api/v1/admin/webhook-receipts",
+            params={"source": source["name"], "status": "failed"},
+            headers=admin,
+        )
+        (receipt,) = listed.json()["items"]
+        assert receipt["webhook_id"] == headers["webhook-id"]
+        assert receipt["status_detail"] == "orders: unknown order id 42"
+
+    async def test_replay_publishes_the_stored_webhook_again(self, client, app, source, admin):
+        body = b'{"y": 2}'
+        headers = signed(source["secret"]["secret"], body)
+        receipt_id = (
+            await client.post(f"/webhooks/{source['name']}", content=body, headers=headers)
+        ).json()["receipt_id"]
+        replayed = await client.post(
+            f"/api/v1/admin/webhook-receipts/{receipt_id}/replay", headers=admin
+        )
+        assert replayed.status_code == 200
+        assert replayed.json()["replays"] == 1
+        rows = await outbox_rows(app, webhook_key(source["name"], headers["webhook-id"]))
+        ids = {dict(r.headers)["ce_id"] for r in rows}
+        assert len(rows) == 2
+        assert len(ids) == 2
+        assert {json.loads(r.payload)["body"] for r in rows} == {body.decode()}
+
+    async def test_an_unknown_receipt_is_404(self, client, admin):
+        response = await client.post(
+            f"/api/v1/admin/webhook-receipts/{uuid.uuid4()}/replay", headers=admin
+        )
+        assert response.status_code == 404
