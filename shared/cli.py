@@ -2,6 +2,7 @@
 
 rapport run              start the dev stack (embedded infra unless configured) until Ctrl-C
 rapport migrate          apply every part's migrations
+rapport token            mint a development access token for the gateway (--role sales…)
 rapport internal-token   mint an internal token to call a service directly (development)
 rapport asyncapi         print the AsyncAPI document of Rapport's events
 rapport kafka            run a single-node Apache Kafka (KRaft; jars fetched with Maven)
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from shared.auth import Principal, mint_internal_token
 from shared.events import asyncapi_document
 from shared.migrate import upgrade_all
+from shared.parts import load
 from shared.settings import Environment, RapportSettings
 
 __all__ = ["main"]
@@ -82,6 +84,27 @@ def _migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    # The gateway owns its tokens; the CLI is the composition root and loads it by path.
+    settings = load("gateway.config:Settings")()
+    mint = load("gateway.auth.dev:mint_dev_token")
+    try:
+        print(
+            mint(
+                settings,
+                role=args.role,
+                subject=args.subject,
+                team=args.team,
+                scope_mode=args.scope_mode,
+                ttl_s=args.ttl,
+            )
+        )
+    except (ValueError, RuntimeError) as exc:
+        print(f"rapport token: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _internal_token(args: argparse.Namespace) -> int:
     settings = RapportSettings()
     if settings.environment == Environment.PRODUCTION:
@@ -126,6 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start the dev stack until Ctrl-C").set_defaults(func=_run)
     commands.add_parser("migrate", help="apply all migrations").set_defaults(func=_migrate)
+    dev = commands.add_parser("token", help="mint a development access token for the gateway")
+    dev.add_argument("--role", default="admin", help="admin, sales, marketing, support, …")
+    dev.add_argument("--subject", default="dev-user")
+    dev.add_argument("--team", default=None)
+    dev.add_argument("--scope-mode", choices=["own", "team", "all"], default=None)
+    dev.add_argument("--ttl", type=int, default=3600, help="seconds")
+    dev.set_defaults(func=_token)
     token = commands.add_parser("internal-token", help="mint an internal token (development)")
     token.add_argument("--subject", default="dev-user")
     token.add_argument("--scope", action="append", help="repeatable; default: all scopes")
