@@ -34,6 +34,9 @@ class Settings(RapportSettings):
     dev_jwt_secret: str = DEV_JWT_SECRET
     #: Claim holding the principal's roles.
     roles_claim: str = "roles"
+    #: How long a verified API key is trusted without a database look-up; a revocation takes
+    #: effect on other replicas within this bound.
+    api_key_cache_s: float = 30.0
 
     # --- edges ------------------------------------------------------------------------
     cors_origins: list[str] = Field(default_factory=lambda: ["http://localhost:3000"])

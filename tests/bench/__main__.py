@@ -2,7 +2,9 @@
 
 import asyncio
 
-from tests.bench.outbox import main
+from tests.bench import gateway, outbox
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(outbox.main())
+    print()
+    gateway.main()

@@ -7,12 +7,13 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import pytest_asyncio
-from gateway.auth.dev import mint_dev_token
 from sqlalchemy import text
 
+from gateway.auth.dev import mint_dev_token
 from gateway.config import Settings
 from gateway.main import create_app
 from gateway.webhooks.handlers import on_webhook_processed
@@ -65,7 +66,7 @@ def signed(secret: str, body: bytes, *, msg_id: str | None = None, at: int | Non
     }
 
 
-async def outbox_rows(app, key: uuid.UUID) -> list:
+async def outbox_rows(app, key: uuid.UUID) -> list[Any]:
     async with app.state.database.session() as session:
         result = await session.execute(
             text("SELECT headers, payload FROM gateway.outbox WHERE key = :k ORDER BY id"),

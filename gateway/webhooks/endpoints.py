@@ -1,0 +1,62 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response, status
+
+from gateway.webhooks import service
+from gateway.webhooks.dependencies import SourceCacheDep
+from gateway.webhooks.schemas import SOURCE_NAME, Accepted
+from shared.db import SessionDep
+from shared.errors import problem_responses
+
+router = APIRouter(tags=["webhooks"])
+
+
+@router.post(
+    "/webhooks/{source}",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Receive a partner webhook",
+    responses={
+        200: {"model": Accepted, "description": "A repeated webhook-id: accepted and ignored"},
+        **problem_responses(400, 401, 404, 413),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+            "description": "Any payload; it is stored and forwarded byte for byte.",
+        }
+    },
+)
+async def receive_webhook(
+    source: Annotated[str, Path(pattern=SOURCE_NAME)],
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    cache: SourceCacheDep,
+) -> Accepted:
+    """The front door for partner systems (shops, e-mail, chat and call platforms).
+
+    Sign each request with the source's secret using the
+    [Standard Webhooks](https://www.standardwebhooks.com/) scheme: headers `webhook-id`
+    (unique per message, reused on retries), `webhook-timestamp` (Unix seconds, within five
+    minutes of now) and `webhook-signature` (`v1,<base64 HMAC-SHA256 of
+    "{id}.{timestamp}.{body}">`; several space-separated signatures are allowed during a
+    secret rotation).
+
+    `202` means the raw body is stored durably and queued for the services; a retry of the
+    same `webhook-id` answers `200` with `status: duplicate` and changes nothing.
+    """
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    settings = request.app.state.settings
+    accepted = await service.receive(
+        session,
+        cache,
+        source=source,
+        headers=headers,
+        body=body,
+        tolerance_s=settings.webhook_tolerance_s,
+    )
+    if accepted.status == "duplicate":
+        response.status_code = status.HTTP_200_OK
+    return accepted
