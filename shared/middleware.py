@@ -85,7 +85,16 @@ class RequestContextMiddleware:
             metrics.HTTP_REQUESTS.labels(
                 self.service, scope["method"], template, str(status)
             ).observe(elapsed)
-            logger.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
+            # Successful requests are counted and timed by the histogram above; logging each
+            # one costs ~15 % of a proxy hop's CPU, so they log at DEBUG and failures at INFO.
+            logger.log(
+                logging.INFO if status >= 400 else logging.DEBUG,
+                "%s %s %d %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                elapsed * 1000,
+            )
             request_id_var.reset(rid_token)
             trace_id_var.reset(tid_token)
 

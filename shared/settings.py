@@ -67,8 +67,10 @@ class RapportSettings(BaseSettings):
     log_json: bool = True
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/rapport"
-    database_pool_size: int = 10
-    database_max_overflow: int = 10
+    #: Connections kept open. Keep it above the usual concurrency: SQLAlchemy closes overflow
+    #: connections on return, and opening one (a PostgreSQL backend fork) costs milliseconds.
+    database_pool_size: int = 30
+    database_max_overflow: int = 20
     database_echo: bool = False
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
