@@ -157,8 +157,12 @@ class Database:
             wrote_events = session.info.pop(_OUTBOX_WRITTEN, False)
             await session.close()
         if wrote_events:
-            for callback in self._on_commit:
-                callback()
+            self.outbox_committed()
+
+    def outbox_committed(self) -> None:
+        """Tell the outbox relay that a committed transaction wrote events."""
+        for callback in self._on_commit:
+            callback()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

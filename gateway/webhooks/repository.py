@@ -1,11 +1,12 @@
+import json
 from datetime import datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import WebhookReceipt, WebhookSecret, WebhookSource
+from shared.db import driver_connection
 from shared.pagination import CursorParams, paginate
 
 
@@ -71,21 +72,25 @@ class WebhookRepository:
         body: bytes,
         content_type: str,
     ) -> UUID | None:
-        """Store a receipt; ``None`` when this (source, webhook-id) was stored before."""
-        statement = (
-            insert(WebhookReceipt)
-            .values(
-                source=source,
-                webhook_id=webhook_id,
-                headers=headers,
-                body=body,
-                content_type=content_type,
-                status="published",
-            )
-            .on_conflict_do_nothing(index_elements=["source", "webhook_id"])
-            .returning(WebhookReceipt.id)
+        """Store a receipt; ``None`` when this (source, webhook-id) was stored before.
+
+        The front door's hot path (≥ 2,000/s): one prepared statement on the driver, in the
+        session's transaction, instead of a compiled ORM insert.
+        """
+        driver = await driver_connection(self.session)
+        receipt_id: UUID | None = await driver.fetchval(
+            "INSERT INTO gateway.webhook_receipt "
+            "(id, source, webhook_id, headers, body, content_type, status, replays, received_at) "
+            "VALUES ($1, $2, $3, $4::jsonb, $5, $6, 'published', 0, now()) "
+            "ON CONFLICT (source, webhook_id) DO NOTHING RETURNING id",
+            uuid4(),
+            source,
+            webhook_id,
+            json.dumps(headers),
+            body,
+            content_type,
         )
-        return (await self.session.execute(statement)).scalar_one_or_none()
+        return receipt_id
 
     async def receipt_id(self, source: str, webhook_id: str) -> UUID | None:
         return (

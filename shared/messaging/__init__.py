@@ -2,7 +2,7 @@
 
 from shared.messaging.consumer import ConsumerRunner, Handler, Subscriptions
 from shared.messaging.kafka import Producer, ensure_topics
-from shared.messaging.outbox import OutboxRelay, outbox_tables, publish
+from shared.messaging.outbox import OutboxRelay, outbox_tables, publish, write_envelopes
 
 __all__ = [
     "ConsumerRunner",
@@ -13,4 +13,5 @@ __all__ = [
     "ensure_topics",
     "outbox_tables",
     "publish",
+    "write_envelopes",
 ]

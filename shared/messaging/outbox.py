@@ -52,7 +52,7 @@ from shared.db import driver_connection, event_source, mark_outbox_written
 from shared.events import Envelope, Event
 from shared.messaging.kafka import Producer
 
-__all__ = ["OutboxRelay", "outbox_tables", "publish"]
+__all__ = ["OutboxRelay", "outbox_tables", "publish", "write_envelopes"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,19 @@ async def publish(session: AsyncSession, *events: Event, **extensions: str) -> l
     envelopes = [Envelope.wrap(e, source=source, extensions=extensions) for e in events]
     if not envelopes:
         return envelopes
-    driver = await driver_connection(session)
+    await write_envelopes(await driver_connection(session), schema, envelopes)
+    mark_outbox_written(session)
+    return envelopes
+
+
+async def write_envelopes(
+    driver: asyncpg.Connection, schema: str, envelopes: list[Envelope]
+) -> None:
+    """Insert outbox rows on a bare driver connection, inside the caller's transaction.
+
+    For hot paths that bypass the ORM session; the caller commits and then calls
+    :meth:`shared.db.Database.outbox_committed` so the relay wakes up.
+    """
     await driver.executemany(
         _insert_sql(schema),
         [
@@ -119,8 +131,6 @@ async def publish(session: AsyncSession, *events: Event, **extensions: str) -> l
             for env in sorted(envelopes, key=lambda e: e.subject)
         ],
     )
-    mark_outbox_written(session)
-    return envelopes
 
 
 class OutboxRelay:
