@@ -2,9 +2,11 @@
 
 import asyncio
 
-from tests.bench import gateway, outbox
+from tests.bench import gateway, outbox, webhooks
 
 if __name__ == "__main__":
     asyncio.run(outbox.main())
     print()
     gateway.main()
+    print()
+    webhooks.main()

@@ -117,6 +117,14 @@ def main() -> None:
         gateway.start()
         started.append(gateway)
 
+        # The same process's ceiling: an endpoint that touches nothing.
+        health = subprocess.run(
+            [binary, "-t1", f"-c{CONNECTIONS}", "-d5s", f"http://127.0.0.1:{port}/health"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        health_rate = _RATE.search(health)
         now = int(time.time())
         with tempfile.TemporaryDirectory() as tmp:
             requests = Path(tmp) / "requests.tsv"
@@ -160,6 +168,10 @@ def main() -> None:
     print(f"| {'metric':<34} | {'value':>10} |")
     print(f"| {'-' * 34} | {'-' * 10} |")
     print(f"| {'webhooks accepted (req/s)':<34} | {float(rate.group(1)):>10,.0f} |")
+    if health_rate is not None:
+        print(
+            f"| {'same gateway, GET /health (req/s)':<34} | {float(health_rate.group(1)):>10,.0f} |"
+        )
     print(f"| {'requests sent':<34} | {total:>10,} |")
     print(f"| {'non-2xx answers':<34} | {failed:>10,} |")
     print(f"| {'receipts stored in PostgreSQL':<34} | {stored:>10,} |")
