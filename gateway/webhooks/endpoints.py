@@ -5,7 +5,6 @@ from fastapi import APIRouter, Path, Request, Response, status
 from gateway.webhooks import service
 from gateway.webhooks.dependencies import SourceCacheDep
 from gateway.webhooks.schemas import SOURCE_NAME, Accepted
-from shared.db import SessionDep
 from shared.errors import problem_responses
 
 router = APIRouter(tags=["webhooks"])
@@ -31,7 +30,6 @@ async def receive_webhook(
     source: Annotated[str, Path(pattern=SOURCE_NAME)],
     request: Request,
     response: Response,
-    session: SessionDep,
     cache: SourceCacheDep,
 ) -> Accepted:
     """The front door for partner systems (shops, e-mail, chat and call platforms).
@@ -50,7 +48,7 @@ async def receive_webhook(
     headers = {k.lower(): v for k, v in request.headers.items()}
     settings = request.app.state.settings
     accepted = await service.receive(
-        session,
+        request.app.state.database,
         cache,
         source=source,
         headers=headers,

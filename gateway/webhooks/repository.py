@@ -2,11 +2,11 @@ import json
 from datetime import datetime
 from uuid import UUID, uuid4
 
+import asyncpg
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import WebhookReceipt, WebhookSecret, WebhookSource
-from shared.db import driver_connection
 from shared.pagination import CursorParams, paginate
 
 
@@ -63,35 +63,6 @@ class WebhookRepository:
         )
 
     # --- receipts -------------------------------------------------------------------------
-    async def add_receipt(
-        self,
-        *,
-        source: str,
-        webhook_id: str,
-        headers: dict[str, str],
-        body: bytes,
-        content_type: str,
-    ) -> UUID | None:
-        """Store a receipt; ``None`` when this (source, webhook-id) was stored before.
-
-        The front door's hot path (≥ 2,000/s): one prepared statement on the driver, in the
-        session's transaction, instead of a compiled ORM insert.
-        """
-        driver = await driver_connection(self.session)
-        receipt_id: UUID | None = await driver.fetchval(
-            "INSERT INTO gateway.webhook_receipt "
-            "(id, source, webhook_id, headers, body, content_type, status, replays, received_at) "
-            "VALUES ($1, $2, $3, $4::jsonb, $5, $6, 'published', 0, now()) "
-            "ON CONFLICT (source, webhook_id) DO NOTHING RETURNING id",
-            uuid4(),
-            source,
-            webhook_id,
-            json.dumps(headers),
-            body,
-            content_type,
-        )
-        return receipt_id
-
     async def receipt_id(self, source: str, webhook_id: str) -> UUID | None:
         return (
             await self.session.scalars(
@@ -134,3 +105,32 @@ class WebhookRepository:
             .where(WebhookReceipt.source == source, WebhookReceipt.webhook_id == webhook_id)
             .values(status=status, status_detail=detail, processed_at=processed_at)
         )
+
+
+async def add_receipt(
+    driver: asyncpg.Connection,
+    *,
+    source: str,
+    webhook_id: str,
+    headers: dict[str, str],
+    body: bytes,
+    content_type: str,
+) -> UUID | None:
+    """Store a receipt; ``None`` when this (source, webhook-id) was stored before.
+
+    The front door's hot path (≥ 2,000/s): one prepared statement on the driver, in the
+    caller's transaction.
+    """
+    receipt_id: UUID | None = await driver.fetchval(
+        "INSERT INTO gateway.webhook_receipt "
+        "(id, source, webhook_id, headers, body, content_type, status, replays, received_at) "
+        "VALUES ($1, $2, $3, $4::jsonb, $5, $6, 'published', 0, now()) "
+        "ON CONFLICT (source, webhook_id) DO NOTHING RETURNING id",
+        uuid4(),
+        source,
+        webhook_id,
+        json.dumps(headers),
+        body,
+        content_type,
+    )
+    return receipt_id
