@@ -28,12 +28,18 @@ from shared.settings import Environment, RapportSettings
 __all__ = ["main"]
 
 
-def _run(_: argparse.Namespace) -> int:
-    from shared.stack import DevStack
-
+def _stop_on_signals() -> threading.Event:
+    """An event set by Ctrl-C or SIGTERM, so a long-running command can stop in order."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _run(_: argparse.Namespace) -> int:
+    from shared.stack import DevStack
+
+    stop = _stop_on_signals()
     started = time.monotonic()
     stack = DevStack()
     try:
@@ -122,9 +128,7 @@ def _kafka(args: argparse.Namespace) -> int:
     if not ApacheKafka.available():
         print("rapport kafka needs java (17+) and mvn on PATH", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _stop_on_signals()
     kafka = ApacheKafka(ROOT / ".rapport" / "kafka", port=args.port)
     kafka.start()
     try:

@@ -63,15 +63,6 @@ class WebhookRepository:
         )
 
     # --- receipts -------------------------------------------------------------------------
-    async def receipt_id(self, source: str, webhook_id: str) -> UUID | None:
-        return (
-            await self.session.scalars(
-                select(WebhookReceipt.id).where(
-                    WebhookReceipt.source == source, WebhookReceipt.webhook_id == webhook_id
-                )
-            )
-        ).one_or_none()
-
     async def receipt(self, receipt_id: UUID) -> WebhookReceipt | None:
         return await self.session.get(WebhookReceipt, receipt_id)
 
@@ -132,5 +123,15 @@ async def add_receipt(
         json.dumps(headers),
         body,
         content_type,
+    )
+    return receipt_id
+
+
+async def existing_receipt_id(driver: asyncpg.Connection, source: str, webhook_id: str) -> UUID:
+    """The receipt of a webhook already stored (the duplicate case of :func:`add_receipt`)."""
+    receipt_id: UUID = await driver.fetchval(
+        "SELECT id FROM gateway.webhook_receipt WHERE source = $1 AND webhook_id = $2",
+        source,
+        webhook_id,
     )
     return receipt_id

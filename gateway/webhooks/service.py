@@ -13,7 +13,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import WebhookReceipt, WebhookSecret, WebhookSource
-from gateway.webhooks.repository import WebhookRepository, add_receipt
+from gateway.webhooks.repository import WebhookRepository, add_receipt, existing_receipt_id
 from gateway.webhooks.schemas import Accepted
 from shared.db import Database, driver_connection
 from shared.errors import BadRequest, Conflict, NotFound, Unauthorized
@@ -30,7 +30,6 @@ class _Source:
     id: UUID
     enabled: bool
     secrets: tuple[str, ...]
-    loaded_at: float
 
 
 class SourceCache:
@@ -43,24 +42,24 @@ class SourceCache:
 
     def __init__(self, ttl_s: float = 5.0) -> None:
         self.ttl_s = ttl_s
-        self._entries: dict[str, _Source | None] = {}
-        self._loaded: dict[str, float] = {}
+        #: name → (when loaded, source or None for an unknown name)
+        self._entries: dict[str, tuple[float, _Source | None]] = {}
 
     async def get(self, database: Database, name: str) -> _Source | None:
         now = time.monotonic()
-        if name in self._entries and now - self._loaded[name] < self.ttl_s:
-            return self._entries[name]
+        cached = self._entries.get(name)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
         entry = None
         async with database.session() as session:
             repository = WebhookRepository(session)
             source = await repository.source(name)
             if source is not None:
                 secrets = tuple(await repository.valid_secrets(source.id))
-                entry = _Source(source.id, source.enabled, secrets, now)
+                entry = _Source(source.id, source.enabled, secrets)
         if len(self._entries) > 10_000:  # unknown names must not grow this without bound
             self._entries.clear()
-            self._loaded.clear()
-        self._entries[name], self._loaded[name] = entry, now
+        self._entries[name] = (now, entry)
         return entry
 
     def invalidate(self, name: str) -> None:
@@ -123,11 +122,7 @@ async def receive(
             if receipt_id is not None:
                 await write_envelopes(driver, database.schema, [envelope])
         if receipt_id is None:
-            existing = await driver.fetchval(
-                "SELECT id FROM gateway.webhook_receipt WHERE source = $1 AND webhook_id = $2",
-                source,
-                webhook_id,
-            )
+            existing = await existing_receipt_id(driver, source, webhook_id)
             return Accepted(status="duplicate", receipt_id=existing)
     database.outbox_committed()
     return Accepted(status="accepted", receipt_id=receipt_id)

@@ -126,21 +126,24 @@ def _request(
         conn.close()
 
 
-def _start_infra(started: list[Any]) -> tuple[str, str]:
+def start_infra(
+    started: list[Any], state: Path = STATE, database: str = DATABASE
+) -> tuple[str, str]:
+    """Tansu and embedded PostgreSQL under ``state`` (unless configured): (db url, broker)."""
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
-        broker = TansuBroker(STATE / "tansu")
+        broker = TansuBroker(state / "tansu")
         broker.start()
         started.append(broker)
         bootstrap = broker.bootstrap_servers
     url = os.environ.get("BENCH_DATABASE_URL")
     if not url:
-        postgres = EmbeddedPostgres(STATE / "pg")
+        postgres = EmbeddedPostgres(state / "pg")
         postgres.start()
         started.append(postgres)
-        postgres.drop_database(DATABASE)
-        postgres.create_database(DATABASE)
-        url = postgres.sqlalchemy_url(DATABASE)
+        postgres.drop_database(database)
+        postgres.create_database(database)
+        url = postgres.sqlalchemy_url(database)
     return url, bootstrap
 
 
@@ -150,7 +153,7 @@ def main() -> None:
         return
     started: list[Any] = []
     try:
-        url, bootstrap = _start_infra(started)
+        url, bootstrap = start_infra(started)
         for name in ("customer360", "gateway"):
             upgrade(name, "head", url)
         c360_port, gateway_port = free_port(), free_port()

@@ -23,13 +23,12 @@ from sqlalchemy import text
 
 from gateway.webhooks import service
 from shared.db import Database
-from shared.devstack import EmbeddedPostgres, TansuBroker
 from shared.devstack.process import free_port
 from shared.migrate import upgrade
 from shared.parts import part
 from shared.stack import PartProcess
 from shared.standard_webhooks import sign
-from tests.bench.gateway import _NON_2XX, _RATE, STATE, ensure_wrk
+from tests.bench.gateway import _NON_2XX, _RATE, STATE, ensure_wrk, start_infra
 
 SECONDS = int(os.environ.get("BENCH_WEBHOOK_SECONDS", "10"))
 CONNECTIONS = 32
@@ -81,19 +80,6 @@ async def _count_receipts(url: str, name: str) -> int:
         await database.dispose()
 
 
-def _start_infra(started: list[Any]) -> tuple[str, str]:
-    state = STATE / "webhooks"
-    broker = TansuBroker(state / "tansu")
-    broker.start()
-    started.append(broker)
-    postgres = EmbeddedPostgres(state / "pg")
-    postgres.start()
-    started.append(postgres)
-    postgres.drop_database("rapport_bench_webhooks")
-    postgres.create_database("rapport_bench_webhooks")
-    return postgres.sqlalchemy_url("rapport_bench_webhooks"), broker.bootstrap_servers
-
-
 def main() -> None:
     binary = ensure_wrk()
     if binary is None:
@@ -101,7 +87,7 @@ def main() -> None:
     started: list[Any] = []
     name = f"bench{uuid.uuid4().hex[:6]}"
     try:
-        url, bootstrap = _start_infra(started)
+        url, bootstrap = start_infra(started, STATE / "webhooks", "rapport_bench_webhooks")
         upgrade("gateway", "head", url)
         secret = asyncio.run(_create_source(url, name))
         port = free_port()
