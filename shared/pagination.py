@@ -99,12 +99,20 @@ async def paginate(
     keys: Sequence[QueryableAttribute[Any] | ColumnElement[Any]],
     key_of: Callable[[R], Sequence[Any]],
     params: CursorParams,
+    descending: bool = False,
 ) -> tuple[list[R], str | None]:
-    """Run ``statement`` (without ORDER BY/LIMIT) one page at a time, ascending on ``keys``."""
+    """Run ``statement`` (without ORDER BY/LIMIT) one page at a time, ordered on ``keys``.
+
+    Ascending by default; ``descending`` pages newest-first. The keys must be unique together
+    (end them with the primary key), and a page is a row-value comparison on them, which a
+    B-tree index on the same columns serves.
+    """
     if params.cursor:
         after = decode_cursor(params.cursor, len(keys))
-        statement = statement.where(tuple_(*keys) > tuple_(*after))
-    statement = statement.order_by(*keys).limit(params.limit + 1)
+        row, last = tuple_(*keys), tuple_(*after)
+        statement = statement.where(row < last if descending else row > last)
+    order = [k.desc() for k in keys] if descending else list(keys)
+    statement = statement.order_by(*order).limit(params.limit + 1)
     rows = list((await session.scalars(statement)).all())
     next_cursor = None
     if len(rows) > params.limit:

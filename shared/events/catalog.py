@@ -6,12 +6,12 @@ becomes a new ``.v2`` type published beside the old one until every consumer has
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import ClassVar, Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.base import (
     CUSTOMER_TOPIC,
@@ -24,15 +24,21 @@ from shared.events.base import (
 )
 
 __all__ = [
+    "ConsentState",
+    "CustomerConsentChanged",
     "CustomerCreated",
     "CustomerErased",
     "CustomerMerged",
+    "CustomerScored",
     "CustomerUpdated",
     "InteractionRecorded",
     "OrderPlaced",
     "OrderStatusChanged",
     "SegmentEntered",
     "SegmentExited",
+    "SurveyAnswered",
+    "TicketOpened",
+    "TicketStatusChanged",
     "WebhookProcessed",
     "WebhookReceived",
     "webhook_key",
@@ -40,8 +46,22 @@ __all__ = [
 
 
 # --- customer360 -------------------------------------------------------------------------
+class ConsentState(BaseModel):
+    """Consent to marketing on one channel: given or withdrawn, when, and where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    granted: bool
+    at: datetime
+    source: str | None = Field(default=None, examples=["signup-form", "import", "support"])
+
+
 class CustomerCreated(Event):
-    """A customer profile was created (person or company)."""
+    """A customer profile was created (person or company).
+
+    Carries the profile as created (personal data included: topics are internal); consumers
+    that keep personal data must honour :class:`CustomerErased`.
+    """
 
     event_type: ClassVar[str] = "rapport.customer.created.v1"
     topic: ClassVar[str] = CUSTOMER_TOPIC
@@ -49,21 +69,50 @@ class CustomerCreated(Event):
     kind: Literal["person", "company"] = "person"
     display_name: str
     emails: list[str] = Field(default_factory=list)
-    phones: list[str] = Field(default_factory=list)
+    phones: list[str] = Field(default_factory=list, description="E.164")
     tags: list[str] = Field(default_factory=list)
     owner_id: str | None = None
     team_id: str | None = None
     created_at: datetime
+    company_id: UUID | None = None
+    birthday: date | None = None
+    gender: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    acquisition_source: str | None = None
+    acquisition_channel: str | None = None
+    lifecycle_stage: str | None = None
+    consent: dict[str, ConsentState] = Field(default_factory=dict)
+    external_ids: dict[str, str] = Field(default_factory=dict)
+    custom_fields: dict[str, object] = Field(default_factory=dict)
 
 
 class CustomerUpdated(Event):
-    """Attributes of a customer changed; ``changes`` holds the new values only."""
+    """Attributes of a customer changed; ``changes`` holds the new values only.
+
+    Keys are the profile's field names as in :class:`CustomerCreated` (``display_name``,
+    ``emails``, ``tags``, ``owner_id``, ``custom_fields`` …); a removed value is ``null``.
+    """
 
     event_type: ClassVar[str] = "rapport.customer.updated.v1"
     topic: ClassVar[str] = CUSTOMER_TOPIC
 
     changes: dict[str, object]
     updated_at: datetime
+    actor: str | None = None
+
+
+class CustomerConsentChanged(Event):
+    """Marketing consent on one channel (``email``, ``sms``, ``phone``) was given or withdrawn."""
+
+    event_type: ClassVar[str] = "rapport.customer.consent_changed.v1"
+    topic: ClassVar[str] = CUSTOMER_TOPIC
+
+    channel: Literal["email", "sms", "phone"]
+    granted: bool
+    changed_at: datetime
+    source: str | None = None
+    actor: str | None = None
 
 
 class CustomerMerged(Event):
@@ -99,6 +148,45 @@ class InteractionRecorded(Event):
     direction: Literal["inbound", "outbound"] | None = None
     occurred_at: datetime
     summary: str | None = None
+
+
+class TicketOpened(Event):
+    """A support ticket was opened for the customer."""
+
+    event_type: ClassVar[str] = "rapport.interaction.ticket_opened.v1"
+    topic: ClassVar[str] = INTERACTION_TOPIC
+
+    ticket_id: UUID
+    title: str
+    category: str = Field(examples=["complaint", "question", "request", "incident"])
+    priority: str = Field(examples=["low", "normal", "high", "urgent"])
+    opened_at: datetime
+
+
+class TicketStatusChanged(Event):
+    """A ticket moved through open → pending → resolved → closed (or was reopened)."""
+
+    event_type: ClassVar[str] = "rapport.interaction.ticket_status_changed.v1"
+    topic: ClassVar[str] = INTERACTION_TOPIC
+
+    ticket_id: UUID
+    status: Literal["open", "pending", "resolved", "closed"]
+    previous_status: Literal["open", "pending", "resolved", "closed"]
+    changed_at: datetime
+
+
+class SurveyAnswered(Event):
+    """A CSAT (1 to 5) or NPS (0 to 10) answer from the customer."""
+
+    event_type: ClassVar[str] = "rapport.interaction.survey_answered.v1"
+    topic: ClassVar[str] = INTERACTION_TOPIC
+
+    response_id: UUID
+    survey: Literal["csat", "nps"]
+    score: int = Field(ge=0, le=10)
+    ticket_id: UUID | None = None
+    order_id: UUID | None = None
+    answered_at: datetime
 
 
 # --- orders ------------------------------------------------------------------------------
@@ -142,6 +230,23 @@ class SegmentExited(Event):
 
     segment_id: UUID
     exited_at: datetime
+
+
+class CustomerScored(Event):
+    """Segmentation's latest scores for a customer (RFM, lifecycle stage, CLV, churn risk)."""
+
+    event_type: ClassVar[str] = "rapport.segment.customer_scored.v1"
+    topic: ClassVar[str] = SEGMENT_TOPIC
+
+    recency: int | None = Field(default=None, ge=1, le=5)
+    frequency: int | None = Field(default=None, ge=1, le=5)
+    monetary: int | None = Field(default=None, ge=1, le=5)
+    rfm_segment: str | None = Field(default=None, examples=["champions", "at_risk"])
+    lifecycle_stage: str | None = Field(default=None, examples=["lead", "customer", "churned"])
+    clv: Decimal | None = None
+    clv_currency: str | None = None
+    churn_risk: float | None = Field(default=None, ge=0, le=1)
+    scored_at: datetime
 
 
 # --- gateway (webhook front door) --------------------------------------------------------

@@ -1,6 +1,19 @@
 """ORM tables of customer360, all in the ``customer360`` schema."""
 
 from services.customer360.models.base import Base
-from services.customer360.models.customer import Customer
+from services.customer360.models.customer import (
+    CUSTOMER_STATUSES,
+    AuditEntry,
+    Customer,
+    CustomerIdentity,
+    CustomFieldDefinition,
+)
 
-__all__ = ["Base", "Customer"]
+__all__ = [
+    "CUSTOMER_STATUSES",
+    "AuditEntry",
+    "Base",
+    "CustomFieldDefinition",
+    "Customer",
+    "CustomerIdentity",
+]

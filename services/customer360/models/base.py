@@ -1,6 +1,7 @@
 from sqlalchemy.orm import DeclarativeBase
 
 from shared.db import schema_metadata
+from shared.idempotency import idempotency_table
 from shared.messaging import outbox_tables
 
 __all__ = ["Base"]
@@ -11,3 +12,4 @@ class Base(DeclarativeBase):
 
 
 outbox_tables(Base.metadata)
+idempotency_table(Base.metadata)
