@@ -10,7 +10,7 @@ from shared.db import SessionDep
 from shared.errors import NotFound
 
 
-def get_source_cache(request: Request) -> SourceCache:
+async def get_source_cache(request: Request) -> SourceCache:
     cache: SourceCache | None = getattr(request.app.state, "webhook_sources", None)
     if cache is None:
         cache = request.app.state.webhook_sources = SourceCache()
