@@ -55,6 +55,11 @@ class Settings(RapportSettings):
     rate_limit_enabled: bool = True
     webhook_tolerance_s: int = 300
     webhook_max_body_bytes: int = 1_048_576
+    #: Most webhooks stored in one front-door transaction (group commit).
+    webhook_batch_max: int = Field(default=500, ge=1, le=5_000)
+    #: A batch not committed within this fails (503, the partner retries); also how long a
+    #: shutdown waits for the queued webhooks to be written.
+    webhook_write_timeout_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _no_shared_secret_jwt_in_production(self) -> "Settings":

@@ -21,6 +21,7 @@ from gateway.openapi import OpenAPIMerger
 from gateway.proxy import Proxy
 from gateway.ratelimit import RateLimiter
 from gateway.routes import ROUTES, RouteTable
+from gateway.webhooks.batcher import ReceiptBatcher
 from shared.db import Database
 
 __all__ = ["GatewayState", "StateSlot", "gateway_lifespan"]
@@ -36,6 +37,8 @@ class GatewayState:
     authenticator: Authenticator
     credentials: Credentials
     openapi: OpenAPIMerger
+    #: The webhook front door's group-commit writer.
+    receipts: ReceiptBatcher
 
     @classmethod
     async def open(cls, app: FastAPI, settings: Settings, database: Database) -> GatewayState:
@@ -69,6 +72,12 @@ class GatewayState:
             local=app.openapi,
         )
         openapi.start()
+        receipts = ReceiptBatcher(
+            database,
+            max_batch=settings.webhook_batch_max,
+            write_timeout_s=settings.webhook_write_timeout_s,
+        )
+        receipts.start()
         return cls(
             settings=settings,
             routes=routes,
@@ -77,10 +86,13 @@ class GatewayState:
             authenticator=authenticator,
             credentials=credentials,
             openapi=openapi,
+            receipts=receipts,
         )
 
     async def close(self) -> None:
         try:
+            # First, while the database is still open: write the webhooks still queued.
+            await self.receipts.close(timeout_s=self.settings.webhook_write_timeout_s)
             await self.openapi.close()
             await self.authenticator.close()
         finally:

@@ -2,10 +2,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
 
+from gateway.state import GatewayState
 from gateway.webhooks import service
 from gateway.webhooks.dependencies import SourceCacheDep
 from gateway.webhooks.schemas import SOURCE_NAME, Accepted
-from shared.errors import problem_responses
+from shared.errors import ServiceUnavailable, problem_responses
 
 router = APIRouter(tags=["webhooks"])
 
@@ -16,7 +17,7 @@ router = APIRouter(tags=["webhooks"])
     summary="Receive a partner webhook",
     responses={
         200: {"model": Accepted, "description": "A repeated webhook-id: accepted and ignored"},
-        **problem_responses(400, 401, 404, 413),
+        **problem_responses(400, 401, 404, 413, 503),
     },
     openapi_extra={
         "requestBody": {
@@ -42,19 +43,24 @@ async def receive_webhook(
     secret rotation).
 
     `202` means the raw body is stored durably and queued for the services; a retry of the
-    same `webhook-id` answers `200` with `status: duplicate` and changes nothing.
+    same `webhook-id` answers `200` with `status: duplicate` and changes nothing. `503` (with
+    `Retry-After`) means it could not be stored just now: send it again, same `webhook-id`.
     """
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
-    settings = request.app.state.settings
-    accepted = await service.receive(
-        request.app.state.database,
+    app_state = request.app.state
+    gateway: GatewayState | None = getattr(app_state, "gateway", None)
+    if gateway is None:
+        raise ServiceUnavailable("the gateway is not running")
+    outcome, receipt_id = await service.receive(
+        gateway.receipts,
+        app_state.database,
         cache,
         source=source,
         headers=headers,
         body=body,
-        tolerance_s=settings.webhook_tolerance_s,
+        tolerance_s=gateway.settings.webhook_tolerance_s,
     )
-    if accepted.status == "duplicate":
+    if outcome == "duplicate":
         response.status_code = status.HTTP_200_OK
-    return accepted
+    return Accepted(status=outcome, receipt_id=receipt_id)
