@@ -5,7 +5,8 @@ The only public entry point. Composition, outermost first::
     RequestContextMiddleware (shared: request id, body limit, metrics, access log)
     └─ CORSMiddleware          (answers preflights; adds CORS fields to every answer)
        └─ EdgeMiddleware       (/api/v1: authenticate, rate-limit, proxy or pass on)
-          └─ FastAPI routes    (admin, webhooks, /openapi.json, /docs, health…)
+          └─ WebhookFrontDoor  (POST /webhooks/{source}: verify, store, answer — pure ASGI)
+             └─ FastAPI routes (admin, webhooks, /openapi.json, /docs, health…)
 
 FastAPI's own ``/openapi.json`` and ``/docs`` are removed: they would describe the gateway
 alone, while the public contract is the merged document (:mod:`gateway.openapi`).
@@ -28,6 +29,7 @@ from gateway.state import StateSlot, gateway_lifespan
 from gateway.subscriptions import subscriptions
 from gateway.webhooks import admin as webhooks_admin
 from gateway.webhooks import endpoints as webhooks_endpoints
+from gateway.webhooks.frontdoor import WebhookFrontDoor
 from shared.app import create_app as create_part_app
 from shared.events import asyncapi_document
 
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_age=600,
             ),
             Middleware(EdgeMiddleware, slot=slot),
+            *([Middleware(WebhookFrontDoor, slot=slot)] if settings.webhook_fast_path else []),
         ],
         lifespan_extension=gateway_lifespan(slot),
     )

@@ -22,6 +22,7 @@ from gateway.proxy import Proxy
 from gateway.ratelimit import RateLimiter
 from gateway.routes import ROUTES, RouteTable
 from gateway.webhooks.batcher import ReceiptBatcher
+from gateway.webhooks.service import SourceCache
 from shared.db import Database
 
 __all__ = ["GatewayState", "StateSlot", "gateway_lifespan"]
@@ -37,7 +38,9 @@ class GatewayState:
     authenticator: Authenticator
     credentials: Credentials
     openapi: OpenAPIMerger
-    #: The webhook front door's group-commit writer.
+    database: Database
+    #: The webhook front door's sources and secrets, and its group-commit writer.
+    sources: SourceCache
     receipts: ReceiptBatcher
 
     @classmethod
@@ -86,6 +89,8 @@ class GatewayState:
             authenticator=authenticator,
             credentials=credentials,
             openapi=openapi,
+            database=database,
+            sources=SourceCache(),
             receipts=receipts,
         )
 

@@ -7,13 +7,15 @@ from gateway.models import WebhookReceipt, WebhookSource
 from gateway.webhooks.repository import WebhookRepository
 from gateway.webhooks.service import SourceCache
 from shared.db import SessionDep
-from shared.errors import NotFound
+from shared.errors import NotFound, ServiceUnavailable
 
 
 async def get_source_cache(request: Request) -> SourceCache:
-    cache: SourceCache | None = getattr(request.app.state, "webhook_sources", None)
-    if cache is None:
-        cache = request.app.state.webhook_sources = SourceCache()
+    """The running gateway's one cache (the front door reads it, admin changes invalidate it)."""
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is None:
+        raise ServiceUnavailable("the gateway is not running", headers={"Retry-After": "1"})
+    cache: SourceCache = gateway.sources
     return cache
 
 

@@ -24,9 +24,12 @@ from tests.support import api_client
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def settings(make_settings):
-    return make_settings(Settings)
+@pytest_asyncio.fixture(
+    loop_scope="session", params=[True, False], ids=["fast-path", "fastapi-route"]
+)
+async def settings(make_settings, request):
+    """Every case twice: served by the pure-ASGI front door and by the FastAPI route."""
+    return make_settings(Settings, webhook_fast_path=request.param)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -107,6 +110,58 @@ class TestReceiveWebhook:
         assert (first.status_code, again.status_code) == (202, 200)
         assert again.json() == {"status": "duplicate", "receipt_id": first.json()["receipt_id"]}
         assert len(await outbox_rows(app, webhook_key(source["name"], headers["webhook-id"]))) == 1
+
+    async def test_answers_exactly_alike_on_both_paths(self, client, source):
+        body = b'{"same": "answer"}'
+        headers = signed(source["secret"]["secret"], body) | {"x-request-id": "req-1"}
+        first = await client.post(f"/webhooks/{source['name']}", content=body, headers=headers)
+        receipt_id = first.json()["receipt_id"]
+        expected = f'{{"status":"accepted","receipt_id":"{receipt_id}"}}'.encode()
+        assert (first.status_code, first.content) == (202, expected)
+        assert first.headers["content-type"] == "application/json"
+        assert first.headers["content-length"] == str(len(expected))
+        assert first.headers["x-request-id"] == "req-1"
+        again = await client.post(f"/webhooks/{source['name']}", content=body, headers=headers)
+        assert (again.status_code, again.content) == (
+            200,
+            expected.replace(b"accepted", b"duplicate"),
+        )
+        refused = await client.post(f"/webhooks/{source['name']}", content=b"{}", headers=headers)
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json() == {
+            "type": "/problems/unauthorized",
+            "title": "Unauthorized",
+            "status": 401,
+            "detail": refused.json()["detail"],
+            "instance": f"/webhooks/{source['name']}",
+            "request_id": "req-1",
+        }
+
+    async def test_the_openapi_document_describes_the_operation(self, app):
+        operation = app.openapi()["paths"]["/webhooks/{source}"]["post"]
+        assert set(operation["responses"]) == {
+            "200",
+            "202",
+            "400",
+            "401",
+            "404",
+            "413",
+            "422",
+            "500",
+            "503",
+        }
+        assert operation["parameters"][0]["schema"]["pattern"] == "^[a-z0-9][a-z0-9_-]{0,63}$"
+        assert operation["requestBody"]["required"] is True
+
+    async def test_a_source_name_outside_the_pattern_is_422(self, client):
+        response = await client.post("/webhooks/Not_A_Name", content=b"{}")
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["pointer"] == "/path/source"
+
+    async def test_other_methods_are_405(self, client, source):
+        response = await client.get(f"/webhooks/{source['name']}")
+        assert response.status_code == 405
 
     async def test_refuses_a_tampered_body(self, client, source):
         headers = signed(source["secret"]["secret"], b'{"total": "1.00"}')
