@@ -19,6 +19,8 @@ and a busy front door writes bigger batches.
   own, so one bad webhook cannot fail its neighbours; every waiter whose item could not be
   stored gets :class:`~shared.errors.ServiceUnavailable` (a ``503`` problem: the partner
   retries, and a retry of a webhook that did commit is answered as a duplicate).
+* **Back-pressure.** When the queue holds ``max_queued`` webhooks (or ``max_queued_bytes``
+  of bodies), the database is not keeping up: new webhooks get a ``503`` at once.
 * **Shutdown.** :meth:`ReceiptBatcher.close` refuses new webhooks (``503``), writes what is
   queued, and fails whatever it cannot write before its deadline: a webhook is never
   acknowledged and then lost.
@@ -102,11 +104,16 @@ class ReceiptBatcher:
         *,
         max_batch: int = 500,
         max_batch_bytes: int = 8 * 1024 * 1024,
+        max_queued: int = 10_000,
+        max_queued_bytes: int = 64 * 1024 * 1024,
         write_timeout_s: float = 10.0,
     ) -> None:
         self._database = database
         self._max_batch = max_batch
         self._max_batch_bytes = max_batch_bytes
+        self._max_queued = max_queued
+        self._max_queued_bytes = max_queued_bytes
+        self._queued_bytes = 0
         self._write_timeout_s = write_timeout_s
         self._queue: deque[tuple[NewReceipt, asyncio.Future[Outcome]]] = deque()
         self._wakeup = asyncio.Event()
@@ -139,6 +146,7 @@ class ReceiptBatcher:
         while self._queue:
             _, future = self._queue.popleft()
             _refuse(future, _SHUTTING_DOWN)
+        self._queued_bytes = 0
         await self._release()
 
     @property
@@ -150,6 +158,13 @@ class ReceiptBatcher:
         """Queue ``receipt`` and wait until it is committed (or known from before)."""
         if self._closing or self._task is None:
             raise _unavailable(_SHUTTING_DOWN)
+        if len(self._queue) >= self._max_queued or (
+            self._queue and self._queued_bytes + len(receipt.body) > self._max_queued_bytes
+        ):
+            # The database is not keeping up: say so at once rather than hold the request
+            # (and its body) until the partner's own timeout.
+            raise _unavailable(_OVERLOADED)
+        self._queued_bytes += len(receipt.body)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._queue.append((receipt, future))
         self._wakeup.set()
@@ -185,6 +200,7 @@ class ReceiptBatcher:
             if taken and size + len(receipt.body) > self._max_batch_bytes:
                 break
             self._queue.popleft()
+            self._queued_bytes -= len(receipt.body)
             taken += 1
             size += len(receipt.body)
             key = (receipt.source, receipt.webhook_id)
@@ -308,6 +324,7 @@ class ReceiptBatcher:
 
 _SHUTTING_DOWN = "the gateway is shutting down; retry later"
 _NOT_STORED = "the webhook could not be stored; retry later"
+_OVERLOADED = "too many webhooks waiting to be stored; retry later"
 
 
 def _unavailable(detail: str) -> ServiceUnavailable:

@@ -314,6 +314,26 @@ class TestFailures:
         assert (outcome, receipt_id) == ("accepted", item.id)
 
 
+class TestBackPressure:
+    async def test_a_full_queue_refuses_at_once_and_keeps_what_it_holds(
+        self, gateway, db, settings
+    ):
+        batcher = ReceiptBatcher(gateway.state.database, max_queued=3)
+        batcher.start()
+        try:
+            async with outbox_locked(settings):
+                first = asyncio.create_task(batcher.store(receipt("pressure")))
+                await until_writer_waits(db)
+                queued = [asyncio.create_task(batcher.store(receipt("pressure"))) for _ in range(3)]
+                await until_queued(batcher, 3)
+                with pytest.raises(ServiceUnavailable):
+                    await batcher.store(receipt("pressure"))
+            outcomes = [await first, *await asyncio.gather(*queued)]
+        finally:
+            await batcher.close()
+        assert [outcome for outcome, _ in outcomes] == ["accepted"] * 4
+
+
 class TestShutdown:
     async def test_queued_webhooks_are_written_before_the_writer_stops(
         self, gateway, client, db, settings
