@@ -5,8 +5,8 @@ one transaction per request caps the front door at well under 1,000 webhooks/s. 
 do not write themselves. Each hands its receipt (with the outbox row that publishes it) to
 the :class:`ReceiptBatcher` and awaits a future; one writer task takes everything queued (up
 to ``max_batch`` items or ``max_batch_bytes`` of bodies), stores it with one set-based
-statement in one transaction, commits, and only then resolves the futures. While a batch
-commits, the next one accumulates — there is no timer, so a lone webhook is written at once
+statement — its own transaction, so it returns only once committed — and only then
+resolves the futures. While a batch commits, the next one accumulates — there is no timer, so a lone webhook is written at once
 and a busy front door writes bigger batches.
 
 * **Only after commit.** A future is resolved after the transaction committed; a request
@@ -267,8 +267,6 @@ class ReceiptBatcher:
                 # by us, and its outbox row only ever commits with it.
                 logger.info("webhook batcher: connection lost (%r); reconnecting", exc)
                 inserted, existing = await self._insert(receipts)
-        if inserted:
-            self._database.outbox_committed()
         BATCH_SIZE.observe(len(batch))
         elapsed_ms = (time.perf_counter() - started) * 1e3
         logger.debug("webhook batch of %d stored in %.1fms", len(batch), elapsed_ms)
@@ -289,6 +287,8 @@ class ReceiptBatcher:
         driver = await self._connection()
         try:
             inserted = await add_receipts(driver, receipts)
+            if inserted:  # committed: the relay may send their events now
+                self._database.outbox_committed()
             known = [(r.source, r.webhook_id) for r in receipts if r.id not in inserted]
             existing = await existing_receipt_ids(driver, known) if known else {}
         except asyncpg.PostgresError as exc:

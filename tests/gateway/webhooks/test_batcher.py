@@ -242,6 +242,17 @@ class TestGroupCommit:
         assert await outbox_count(db, source, "msg_known") == 1
         assert len(await stored(db, source)) == 21
 
+    async def test_the_relay_is_woken_after_a_commit_that_wrote_events(self, gateway):
+        wakes: list[int] = []
+        gateway.state.database.on_outbox_commit(lambda: wakes.append(1))
+        batcher = gateway.state.gateway.receipts
+        item = receipt("wake")
+        assert (await batcher.store(item))[0] == "accepted"
+        assert wakes == [1]
+        again = receipt("wake", item.webhook_id)
+        assert await batcher.store(again) == ("duplicate", item.id)
+        assert wakes == [1]  # nothing new in the outbox: no wake-up
+
 
 class TestFailures:
     async def test_a_refused_batch_answers_503_and_leaves_nothing_half_written(
