@@ -43,7 +43,7 @@ class CursorParams(BaseModel):
     limit: int = 50
 
 
-def _cursor_params(
+async def _cursor_params(
     cursor: Annotated[
         str | None, Query(description="The `next_cursor` of the previous page.", max_length=512)
     ] = None,
