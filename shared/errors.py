@@ -197,7 +197,8 @@ def problem_response(
 
 def _pointer(loc: Sequence[int | str]) -> str:
     """Turn a pydantic error location into a JSON pointer into the request part it names."""
-    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in loc]
+    # pydantic marks a dict key's own error with a "[key]" step: the key is the previous one.
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in loc if p != "[key]"]
     return "/" + "/".join(parts)
 
 

@@ -10,3 +10,6 @@ class Settings(RapportSettings):
     service_name: ClassVar[str] = "customer360"
 
     port: int = 8001
+    #: ISO 3166 region used to read phone numbers written without ``+`` (e.g. ``CN``);
+    #: unset, such numbers are refused as ambiguous.
+    default_phone_region: str | None = None
