@@ -8,6 +8,13 @@ from services.customer360.models.customer import (
     CustomerIdentity,
     CustomFieldDefinition,
 )
+from services.customer360.models.view import (
+    CustomerOrder,
+    CustomerSpend,
+    CustomerSummary,
+    CustomerTicket,
+    TimelineEntry,
+)
 
 __all__ = [
     "CUSTOMER_STATUSES",
@@ -16,4 +23,9 @@ __all__ = [
     "CustomFieldDefinition",
     "Customer",
     "CustomerIdentity",
+    "CustomerOrder",
+    "CustomerSpend",
+    "CustomerSummary",
+    "CustomerTicket",
+    "TimelineEntry",
 ]
