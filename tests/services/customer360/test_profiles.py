@@ -440,3 +440,13 @@ class TestConcurrency:
             assert sorted(a.status_code for a in answers) == [200] + [412] * 5
             final = (await real.get(url, headers=WRITE)).json()
             assert final["version"] == 2
+
+
+async def test_a_body_that_is_not_json_answers_415(client):
+    response = await client.post(
+        "/customers",
+        content="display_name=x",
+        headers={**WRITE, "content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 415
+    assert response.json()["type"] == "/problems/unsupported-media-type"
