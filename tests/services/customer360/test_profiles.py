@@ -3,6 +3,7 @@ filters, audit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -403,3 +404,49 @@ class TestMergedAndErased:
         listed = await client.get("/customers?limit=200&sort=-created_at", headers=READ)
         assert merged["id"] not in {c["id"] for c in listed.json()["items"]}
         assert json.loads(gone.text)["type"] == "/problems/customer-erased"
+
+
+class TestConcurrency:
+    async def test_racing_creates_of_one_email_make_exactly_one_customer(self, app):
+        email = unique_email()
+        async with api_client(app, rollback=False) as real:
+            answers = await asyncio.gather(
+                *(
+                    real.post(
+                        "/customers",
+                        json={"display_name": f"R{i}", "emails": [email]},
+                        headers=WRITE,
+                    )
+                    for i in range(8)
+                )
+            )
+            statuses = sorted(a.status_code for a in answers)
+            assert statuses == [201] + [409] * 7
+            winner = next(a for a in answers if a.status_code == 201).json()["id"]
+            assert {a.json()["existing_customer_id"] for a in answers if a.status_code == 409} == {
+                winner
+            }
+
+    async def test_racing_patches_with_the_same_etag_let_one_win(self, app):
+        async with api_client(app, rollback=False) as real:
+            created = await real.post("/customers", json={"display_name": "Race"}, headers=WRITE)
+            url, etag = f"/customers/{created.json()['id']}", created.headers["etag"]
+            answers = await asyncio.gather(
+                *(
+                    real.patch(url, json={"tags": [f"t{i}"]}, headers={**WRITE, "If-Match": etag})
+                    for i in range(6)
+                )
+            )
+            assert sorted(a.status_code for a in answers) == [200] + [412] * 5
+            final = (await real.get(url, headers=WRITE)).json()
+            assert final["version"] == 2
+
+
+async def test_a_body_that_is_not_json_answers_415(client):
+    response = await client.post(
+        "/customers",
+        content="display_name=x",
+        headers={**WRITE, "content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 415
+    assert response.json()["type"] == "/problems/unsupported-media-type"
