@@ -53,7 +53,7 @@ async def customer_360(
         aggregates=CustomerAggregates.build(
             await repo.summary(customer.id), await repo.spend(customer.id)
         ),
-        timeline=[TimelineEntryRead.model_validate(e) for e in entries],
+        timeline=[TimelineEntryRead.for_principal(e, principal) for e in entries],
         timeline_next_cursor=next_cursor,
     )
 
@@ -67,6 +67,7 @@ async def customer_360(
 async def customer_timeline(
     customer: CustomerDep,
     session: SessionDep,
+    principal: PrincipalDep,
     page: CursorDep,
     kind: Annotated[
         list[KindFilter],
@@ -82,10 +83,13 @@ async def customer_timeline(
     status changes, interactions, tickets, surveys, segment moves, profile changes, consent
     changes and merges (a merged duplicate's history is folded into the survivor's).
 
-    Pass the `next_cursor` of a page as `cursor` for the next, older page. Entries appear as
+    Free-text `summary` (what an interaction said, a ticket's title) may hold personal data
+    and is `null` without `customers:pii`. Pass the `next_cursor` of a page as `cursor` for
+    the next, older page. Entries appear as
     the events arrive, usually well under a second after the source committed them.
     """
     entries, next_cursor = await ViewRepository(session).timeline(customer.id, page, kind)
     return CursorPage(
-        items=[TimelineEntryRead.model_validate(e) for e in entries], next_cursor=next_cursor
+        items=[TimelineEntryRead.for_principal(e, principal) for e in entries],
+        next_cursor=next_cursor,
     )

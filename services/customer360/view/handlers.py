@@ -151,7 +151,9 @@ async def on_ticket_opened(session: AsyncSession, event: TicketOpened, envelope:
         event_id=envelope.id,
         occurred_at=event.opened_at,
         kind="ticket.opened",
-        title=f"Ticket opened: {event.title}",
+        title=f"Ticket opened ({event.category}, {event.priority})",
+        # The title is free text (it may quote the customer): it goes where PII is withheld.
+        summary=event.title,
         reference_id=event.ticket_id,
         data={"category": event.category, "priority": event.priority},
     )
@@ -342,7 +344,8 @@ async def on_customer_merged(
 ) -> None:
     repo = ViewRepository(session)
     survivor = await _target(repo, event)
-    if survivor is None:
+    if survivor is None:  # the survivor was erased since: so goes what it absorbed
+        await repo.erase(event.merged_id)
         return
     await repo.merge(survivor, event.merged_id)
     await repo.add_entry(

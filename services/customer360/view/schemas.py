@@ -8,7 +8,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
 from services.customer360.customer.schemas import CustomerRead
-from services.customer360.models import CustomerSpend, CustomerSummary
+from services.customer360.models import CustomerSpend, CustomerSummary, TimelineEntry
+from shared.auth import Principal
+from shared.privacy import PII_SCOPE
 
 #: Money as a plain decimal string (``"120.50"``, never ``"1.2E+2"``).
 Money = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str)]
@@ -47,7 +49,9 @@ class TimelineEntryRead(BaseModel):
     )
     title: str = Field(description="A one-line, human-readable description.")
     summary: str | None = Field(
-        default=None, description="Free text from the source (an interaction's summary)."
+        default=None,
+        description="Free text from the source (an interaction's summary, a ticket's title). "
+        "It may hold personal data, so it is `null` unless the caller holds `customers:pii`.",
     )
     reference_id: UUID | None = Field(
         default=None,
@@ -55,6 +59,13 @@ class TimelineEntryRead(BaseModel):
         "customer the entry is about.",
     )
     data: dict[str, Any] = Field(description="A few details, depending on `kind`.")
+
+    @classmethod
+    def for_principal(cls, entry: TimelineEntry, principal: Principal) -> TimelineEntryRead:
+        read = cls.model_validate(entry)
+        if read.summary is None or principal.has(PII_SCOPE):
+            return read
+        return read.model_copy(update={"summary": None})
 
 
 class CustomerAggregates(BaseModel):

@@ -305,6 +305,23 @@ class TestInteractionsTicketsSurveys:
             ("interaction.message", "Message (email, inbound)", None),
         ]
 
+    async def test_withholds_free_text_without_the_pii_scope(self, app, client):
+        customer_id = await new_customer(client)
+        await deliver(app, interaction(customer_id, T0, summary="Call me on +86 138 1234 5678"))
+        await deliver(app, opened(customer_id, uuid.uuid4(), T0 + timedelta(hours=1)))
+
+        clear = (await view(client, customer_id, PII))["timeline"]
+        withheld = (await view(client, customer_id, READ))["timeline"]
+        listed = (await timeline(client, customer_id))["items"]
+
+        assert [(e["title"], e["summary"]) for e in clear] == [
+            ("Ticket opened (complaint, high)", "Parcel never arrived"),
+            ("Message (email, inbound)", "Call me on +86 138 1234 5678"),
+        ]
+        assert [e["summary"] for e in withheld] == [None, None]
+        assert [e["summary"] for e in listed] == [None, None]
+        assert [e["title"] for e in withheld] == [e["title"] for e in clear]
+
     async def test_counts_open_tickets_through_their_status_changes(self, app, client):
         customer_id = await new_customer(client)
         a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -530,6 +547,24 @@ class TestMerge:
         assert await stored_summary(app, merged.id) is None
         # The merged id itself answers with the survivor's view.
         assert (await view(client, merged.id))["profile"]["id"] == str(survivor)
+
+    async def test_a_merge_into_a_since_erased_survivor_erases_the_duplicate_too(self, app, client):
+        async with app.state.database.session() as session:
+            erased = Customer(display_name="-", emails=[], phones=[], tags=[], status="erased")
+            session.add(erased)
+        duplicate = uuid.uuid4()
+        await deliver(app, interaction(duplicate, T0, summary="personal details"))
+
+        await deliver(
+            app,
+            CustomerMerged(
+                customer_id=erased.id, merged_id=duplicate, merged_by="admin-1", merged_at=T0
+            ),
+        )
+
+        assert await stored_summary(app, duplicate) is None
+        assert await entry_count(app, duplicate) == 0
+        assert await stored_summary(app, erased.id) is None
 
 
 class TestErase:
