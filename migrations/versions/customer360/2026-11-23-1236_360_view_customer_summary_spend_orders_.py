@@ -91,6 +91,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("customer_id", name=op.f("pk_customer_summary")),
         schema="customer360",
     )
+    op.create_index(
+        "ix_customer_summary_segment_ids",
+        "customer_summary",
+        ["segment_ids"],
+        schema="customer360",
+        postgresql_using="gin",
+    )
+    op.create_index(
+        "ix_customer_summary_lifecycle_stage",
+        "customer_summary",
+        ["lifecycle_stage"],
+        schema="customer360",
+    )
     op.create_table(
         "customer_ticket",
         sa.Column("ticket_id", sa.Uuid(), nullable=False),
@@ -149,6 +162,8 @@ def downgrade() -> None:
     op.drop_table("timeline_entry", schema="customer360")
     op.drop_index("ix_customer_ticket_customer", table_name="customer_ticket", schema="customer360")
     op.drop_table("customer_ticket", schema="customer360")
+    op.drop_index("ix_customer_summary_lifecycle_stage", "customer_summary", schema="customer360")
+    op.drop_index("ix_customer_summary_segment_ids", "customer_summary", schema="customer360")
     op.drop_table("customer_summary", schema="customer360")
     op.drop_table("customer_spend", schema="customer360")
     op.drop_index("ix_customer_order_customer", table_name="customer_order", schema="customer360")

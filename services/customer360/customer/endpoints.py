@@ -213,7 +213,16 @@ async def list_customers(
     tag: Annotated[list[str], Query(max_length=20, description="Has every tag given.")] = [],  # noqa: B006
     owner_id: Annotated[str | None, Query(max_length=200)] = None,
     team_id: Annotated[str | None, Query(max_length=100)] = None,
-    lifecycle_stage: Annotated[str | None, Query(max_length=30)] = None,
+    lifecycle_stage: Annotated[
+        str | None,
+        Query(
+            max_length=30,
+            description="As segmentation last computed it, else as set on the profile.",
+        ),
+    ] = None,
+    segment_id: Annotated[
+        UUID | None, Query(description="Currently a member of this segment.")
+    ] = None,
     kind: Literal["person", "company"] | None = None,
     company_id: UUID | None = None,
     created_after: datetime | None = None,
@@ -239,6 +248,7 @@ async def list_customers(
         owner_id=owner_id,
         team_id=team_id,
         lifecycle_stage=lifecycle_stage,
+        segment_id=segment_id,
         company_id=company_id,
         created_after=created_after,
         created_before=created_before,

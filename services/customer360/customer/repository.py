@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.customer360.models import AuditEntry, Customer
+from services.customer360.models import AuditEntry, Customer, CustomerSummary
 from shared.auth import Principal
 from shared.pagination import CursorParams, paginate
 from shared.privacy import data_scope
@@ -33,6 +33,7 @@ class CustomerFilter:
     updated_before: datetime | None = None
     #: ``{field key: value}`` — equality on custom-field values.
     custom_fields: dict[str, Any] | None = None
+    segment_id: UUID | None = None
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
         c = Customer
@@ -40,7 +41,8 @@ class CustomerFilter:
             (self.kind, lambda v: c.kind == v),
             (self.owner_id, lambda v: c.owner_id == v),
             (self.team_id, lambda v: c.team_id == v),
-            (self.lifecycle_stage, lambda v: c.lifecycle_stage == v),
+            (self.lifecycle_stage, _lifecycle_stage_is),
+            (self.segment_id, _in_segment),
             (self.company_id, lambda v: c.company_id == v),
             (self.created_after, lambda v: c.created_at >= v),
             (self.created_before, lambda v: c.created_at < v),
@@ -53,6 +55,23 @@ class CustomerFilter:
             if value is not None:
                 statement = statement.where(condition(value))
         return statement
+
+
+def _lifecycle_stage_is(stage: str) -> ColumnElement[bool]:
+    """The stage segmentation computed (from the 360 summary), else the one set on the
+    profile (e.g. ``prospect`` by resolution, or by hand)."""
+    s = CustomerSummary
+    computed = exists().where(s.customer_id == Customer.id, s.lifecycle_stage.is_not(None))
+    return or_(
+        Customer.id.in_(select(s.customer_id).where(s.lifecycle_stage == stage)),
+        and_(Customer.lifecycle_stage == stage, ~computed),
+    )
+
+
+def _in_segment(segment_id: UUID) -> ColumnElement[bool]:
+    """Currently a member, as the segment events told the 360 summary."""
+    s = CustomerSummary
+    return Customer.id.in_(select(s.customer_id).where(s.segment_ids.contains([segment_id])))
 
 
 class CustomerRepository:

@@ -50,6 +50,8 @@ class CustomerSummary(Base):
         CheckConstraint("order_count >= 0", name="order_count"),
         CheckConstraint("open_tickets >= 0", name="open_tickets"),
         CheckConstraint("csat_count >= 0 AND csat_sum >= 0", name="csat"),
+        Index("ix_customer_summary_segment_ids", "segment_ids", postgresql_using="gin"),
+        Index("ix_customer_summary_lifecycle_stage", "lifecycle_stage"),
     )
 
     customer_id: Mapped[UUID] = mapped_column(primary_key=True)

@@ -744,3 +744,23 @@ class TestTimeline:
 
         assert response.status_code == 410
         assert response.headers["content-type"] == PROBLEM_JSON
+
+
+class TestListFiltersFromEvents:
+    async def test_segment_and_computed_lifecycle_stage_filter_the_customer_list(self, app, client):
+        tag = f"f{uuid.uuid4().hex[:8]}"
+        member = await new_customer(client, tags=[tag], lifecycle_stage="lead")
+        other = await new_customer(client, tags=[tag], lifecycle_stage="lead")
+        segment = uuid.uuid4()
+        await deliver(app, SegmentEntered(customer_id=member, segment_id=segment, entered_at=T0))
+        await deliver(app, scored(other, T0, lifecycle_stage="customer"))
+
+        async def ids(**params):
+            response = await client.get("/customers", params={"tag": tag, **params}, headers=PII)
+            assert response.status_code == 200, response.text
+            return {uuid.UUID(c["id"]) for c in response.json()["items"]}
+
+        assert await ids(segment_id=str(segment)) == {member}
+        # segmentation's computed stage wins over the one set on the profile
+        assert await ids(lifecycle_stage="customer") == {other}
+        assert await ids(lifecycle_stage="lead") == {member}
