@@ -1,13 +1,19 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from services.customer360.customer.dependencies import CustomerDep
 from services.customer360.customer.repository import CustomerRepository
 from services.customer360.customer.schemas import CustomerRead
 from services.customer360.customer.service import etag
 from services.customer360.identity import service
-from services.customer360.identity.schemas import MergeRequest, ResolveRequest, ResolveResult
+from services.customer360.identity.schemas import (
+    Duplicate,
+    Duplicates,
+    MergeRequest,
+    ResolveRequest,
+    ResolveResult,
+)
 from shared.auth import PrincipalDep, require_scopes
 from shared.db import SessionDep
 from shared.errors import problem_responses
@@ -48,6 +54,36 @@ async def resolve_customer(
         matched_by=matched,
         other_customers=others,
         customer=CustomerRead.for_principal(visible, principal) if visible else None,
+    )
+
+
+@router.get(
+    "/customers/{customer_id}/duplicates",
+    summary="Likely duplicates of a customer",
+    dependencies=[Depends(require_scopes("customers:read"))],
+    responses=problem_responses(401, 403, 404, 410, 422),
+)
+async def customer_duplicates(
+    customer: CustomerDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Duplicates:
+    """Active customers of the same kind, within your data scope, that are probably the same
+    person or company, best first — candidates for `:merge`. Reasons (weight): `same_name`
+    (0.6), `similar_name` (0.4, trigram or shared Chinese characters), `same_phone_number`
+    (0.5, the same last 8 digits), `same_email_local_part` (0.45, on another domain),
+    `same_birthday` (0.35), `same_company` (0.2); `score` = 1 - Π(1 - weight)."""
+    found = await service.duplicates_of(session, customer, principal, limit)
+    return Duplicates(
+        items=[
+            Duplicate(
+                score=score,
+                reasons=reasons,
+                customer=CustomerRead.for_principal(other, principal),
+            )
+            for other, score, reasons in found
+        ]
     )
 
 

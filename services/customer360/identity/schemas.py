@@ -72,3 +72,22 @@ class MergeRequest(BaseModel):
     merged_ids: list[UUID] = Field(
         min_length=1, max_length=20, description="Customers to fold into this one."
     )
+
+
+class Duplicate(BaseModel):
+    score: float = Field(ge=0, le=1, description="1 - Π(1 - weight) over the reasons.")
+    reasons: list[
+        Literal[
+            "same_name",
+            "similar_name",
+            "same_phone_number",
+            "same_email_local_part",
+            "same_company",
+            "same_birthday",
+        ]
+    ]
+    customer: CustomerRead
+
+
+class Duplicates(BaseModel):
+    items: list[Duplicate]

@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
 
 from services.customer360.customer import identity
 from services.customer360.customer.normalize import (
@@ -38,13 +39,15 @@ from services.customer360.customer.service import (
 )
 from services.customer360.identity.schemas import ResolveRequest
 from services.customer360.models import AuditEntry, Customer, CustomerIdentity
+from services.customer360.search.query import CJK_RUN
+from services.customer360.search.repository import like_escape
 from shared.auth import Principal
 from shared.errors import Conflict, NotFound, PreconditionFailed, UnprocessableEntity
 from shared.events import CustomerErased, CustomerMerged, CustomerUpdated
 from shared.messaging import publish
 from shared.privacy import data_scope
 
-__all__ = ["erase", "merge", "resolve"]
+__all__ = ["duplicates_of", "erase", "merge", "resolve"]
 
 _SCALARS = (
     "given_name",
@@ -284,3 +287,110 @@ async def erase(session: AsyncSession, customer: Customer, principal: Principal)
     await record_audit(session, customer.id, "erased", principal, {})
     for customer_id in targets:
         await publish(session, CustomerErased(customer_id=customer_id, erased_at=now))
+
+
+# --- likely duplicates -------------------------------------------------------------------
+#: How much each reason says "same person"; a candidate's score is 1 - Π(1 - weight).
+DUPLICATE_WEIGHTS = {
+    "same_name": 0.6,
+    "similar_name": 0.4,
+    "same_phone_number": 0.5,
+    "same_email_local_part": 0.45,
+    "same_company": 0.2,
+    "same_birthday": 0.35,
+}
+
+
+def _local_parts(emails: list[str]) -> set[str]:
+    return {e.split("@", 1)[0] for e in emails if "@" in e}
+
+
+def _national_numbers(phones: list[str]) -> set[str]:
+    """The last 8 digits: the same line written with another (or a wrong) country code."""
+    return {p[-8:] for p in phones if len(p) >= 9}
+
+
+def _latin_trigrams(name: str) -> set[str]:
+    padded = f"  {' '.join(CJK_RUN.sub(' ', name).lower().split())} "
+    return {padded[i : i + 3] for i in range(len(padded) - 2)} if padded.strip() else set()
+
+
+def _cjk_bigrams(customer: Customer) -> set[str]:
+    return {g for g in customer.search_cjk or [] if len(g) == 2}
+
+
+def duplicate_reasons(a: Customer, b: Customer) -> list[str]:
+    reasons = []
+    if " ".join(a.display_name.lower().split()) == " ".join(b.display_name.lower().split()):
+        reasons.append("same_name")
+    else:
+        latin_a, latin_b = _latin_trigrams(a.display_name), _latin_trigrams(b.display_name)
+        latin_similar = bool(latin_a and latin_b) and (
+            len(latin_a & latin_b) / len(latin_a | latin_b) >= 0.45
+        )
+        if latin_similar or _cjk_bigrams(a) & _cjk_bigrams(b):
+            reasons.append("similar_name")
+    if _national_numbers(a.phones) & _national_numbers(b.phones):
+        reasons.append("same_phone_number")
+    if _local_parts(a.emails) & _local_parts(b.emails):
+        reasons.append("same_email_local_part")
+    if a.company_id is not None and a.company_id == b.company_id:
+        reasons.append("same_company")
+    if a.birthday is not None and a.birthday == b.birthday:
+        reasons.append("same_birthday")
+    return reasons
+
+
+def duplicate_score(reasons: list[str]) -> float:
+    remaining = 1.0
+    for reason in reasons:
+        remaining *= 1 - DUPLICATE_WEIGHTS[reason]
+    return round(1 - remaining, 3)
+
+
+async def duplicates_of(
+    session: AsyncSession, customer: Customer, principal: Principal, limit: int
+) -> list[tuple[Customer, float, list[str]]]:
+    """Active customers of the same kind in the caller's scope that are probably the same
+    person or company, best first. Candidates come from the search indexes (similar Latin
+    name by trigrams, shared CJK name bigrams, phone digits, e-mail local part); the reasons
+    and score are worked out per candidate."""
+    await session.refresh(customer, ["search_latin", "search_cjk", "phone_digits"])
+    signals: list[ColumnElement[bool]] = []
+    latin = " ".join(CJK_RUN.sub(" ", customer.display_name).lower().split())
+    if latin:
+        signals.append(Customer.search_latin.op("%>")(latin))
+    bigrams = sorted(_cjk_bigrams(customer))
+    if bigrams:
+        signals.append(Customer.search_cjk.overlap(bigrams))
+    for number in _national_numbers(customer.phones):
+        signals.append(Customer.phone_digits.like(f"%{number}%"))
+    for local in _local_parts(customer.emails):
+        if len(local) >= 3:
+            signals.append(Customer.search_latin.like(f"%{like_escape(local)}@%"))
+    if customer.company_id is not None:
+        signals.append(Customer.company_id == customer.company_id)
+    if not signals:
+        return []
+    await session.execute(
+        text("SELECT set_config('pg_trgm.word_similarity_threshold', '0.5', true)")
+    )
+    candidates = await session.scalars(
+        select(Customer)
+        .where(
+            Customer.id != customer.id,
+            Customer.status == "active",
+            Customer.kind == customer.kind,
+            data_scope(principal, Customer.owner_id, Customer.team_id),
+            or_(*signals),
+        )
+        .options(undefer(Customer.search_cjk))
+        .limit(500)
+    )
+    found = []
+    for other in candidates:
+        reasons = duplicate_reasons(customer, other)
+        if reasons:
+            found.append((other, duplicate_score(reasons), reasons))
+    found.sort(key=lambda c: (-c[1], str(c[0].id)))
+    return found[:limit]

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["ParsedQuery", "cjk_grams", "parse"]
+__all__ = ["CJK_RUN", "ParsedQuery", "cjk_grams", "parse"]
 
 _CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_CJK_RUN = re.compile(f"[{_CJK}]+")
+CJK_RUN = re.compile(f"[{_CJK}]+")
 _PHONE_LIKE = re.compile(r"^[\d\s+().-]+$")
 
 
@@ -40,7 +40,7 @@ def parse(query: str) -> ParsedQuery:
     if _PHONE_LIKE.match(text) and len(digits) >= 3:
         return ParsedQuery(digits=digits, cjk=(), latin="")
     grams: list[str] = []
-    for run in _CJK_RUN.findall(text):
+    for run in CJK_RUN.findall(text):
         grams += cjk_grams(run)
-    latin = " ".join(_CJK_RUN.sub(" ", text).lower().split())
+    latin = " ".join(CJK_RUN.sub(" ", text).lower().split())
     return ParsedQuery(digits=None, cjk=tuple(dict.fromkeys(grams)), latin=latin)

@@ -15,7 +15,7 @@ from shared.privacy import data_scope
 WORD_SIMILARITY_THRESHOLD = 0.6
 
 
-def _like_escape(value: str) -> str:
+def like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -32,14 +32,14 @@ def search_statement(query: ParsedQuery, principal: Principal, limit: int) -> Se
     ]
     score: ColumnElement[Any] = literal(1.0, Float)
     if query.digits is not None:
-        conditions.append(Customer.phone_digits.like(f"%{_like_escape(query.digits)}%"))
+        conditions.append(Customer.phone_digits.like(f"%{like_escape(query.digits)}%"))
     if query.cjk:
         conditions.append(Customer.search_cjk.contains(list(query.cjk)))
     if query.latin:
         # doc %> query is query <% doc: the query is like some extent of the document
         word: ColumnElement[bool] = Customer.search_latin.op("%>")(query.latin)
         if len(query.latin) >= 3:
-            word = or_(word, Customer.search_latin.like(f"%{_like_escape(query.latin)}%"))
+            word = or_(word, Customer.search_latin.like(f"%{like_escape(query.latin)}%"))
         conditions.append(word)
         score = func.word_similarity(query.latin, Customer.search_latin)
     return (

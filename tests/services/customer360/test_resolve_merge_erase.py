@@ -255,3 +255,49 @@ class TestErase:
         ).status_code == 201
         events = [t for t, _ in await outbox(app, person["id"])]
         assert events[-1] == "rapport.customer.erased.v1"
+
+
+class TestDuplicates:
+    async def test_likely_duplicates_come_with_reasons_and_a_score(self, client):
+        marker = uuid.uuid4().hex[:6]
+        number = phone()
+        local = f"wei.zhang.{marker}"
+        person = await create(
+            client,
+            display_name=f"张伟 Wei Zhang {marker}",
+            emails=[f"{local}@example.com"],
+            phones=[number],
+            birthday="1990-05-17",
+        )
+        same_everything = await create(
+            client,
+            display_name=f"张伟 Wei Zhang {marker}",
+            emails=[f"{local}@corp.example.cn"],
+            birthday="1990-05-17",
+        )
+        similar = await create(client, display_name=f"Wei Zhnag {marker}")
+        chinese_only = await create(client, display_name=f"张伟明 {marker}x")
+        unrelated = await create(client, display_name=f"Ada Lovelace {marker}")
+        response = await client.get(f"/customers/{person['id']}/duplicates", headers=WRITE)
+        assert response.status_code == 200, response.text
+        items = {i["customer"]["id"]: i for i in response.json()["items"]}
+        best = response.json()["items"][0]
+        assert best["customer"]["id"] == same_everything["id"]
+        assert best["reasons"] == ["same_name", "same_email_local_part", "same_birthday"]
+        assert best["score"] == round(1 - 0.4 * 0.55 * 0.65, 3)
+        assert "similar_name" in items[similar["id"]]["reasons"]
+        assert "similar_name" in items[chinese_only["id"]]["reasons"]
+        assert unrelated["id"] not in items
+        assert person["id"] not in items
+
+    async def test_a_merged_or_erased_profile_is_never_suggested(self, client):
+        name = f"Dup Candidate {uuid.uuid4().hex[:6]}"
+        a = await create(client, display_name=name)
+        b = await create(client, display_name=name)
+        c = await create(client, display_name=name)
+        await client.post(
+            f"/customers/{a['id']}:merge", json={"merged_ids": [b["id"]]}, headers=WRITE
+        )
+        await client.delete(f"/customers/{c['id']}", headers=WRITE)
+        response = await client.get(f"/customers/{a['id']}/duplicates", headers=WRITE)
+        assert response.json()["items"] == []
