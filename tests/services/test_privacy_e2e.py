@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from contextlib import AsyncExitStack
 
+import httpx
 import pytest
 from sqlalchemy import text
 
@@ -37,6 +38,7 @@ ALL = bearer(
     "orders:read",
     "orders:write",
     "segments:read",
+    "admin",
 )
 SCHEMAS = ("customer360", "interactions", "orders", "segmentation")
 
@@ -76,9 +78,10 @@ async def pii_hits(database, needles: list[str]) -> list[str]:  # type: ignore[n
 
 async def test_merge_moves_records_and_erase_leaves_no_personal_data(make_settings, infra):
     on = {"outbox_relay_enabled": True, "kafka_fetch_max_wait_ms": 10}
+    urls = {f"{p}_url": f"http://{p}" for p in ("interactions", "orders", "segmentation")}
     apps = {
         "customer360": (
-            customer360_app(make_settings(Customer360Settings, **on)),
+            customer360_app(make_settings(Customer360Settings, **on, **urls)),
             c360_subscriptions,
         ),
         "interactions": (
@@ -109,6 +112,11 @@ async def test_merge_moves_records_and_erase_leaves_no_personal_data(make_settin
             )
             runner.start()
             stack.push_async_callback(runner.stop)
+        # the export reaches the other services over HTTP: here, in-process
+        apps["customer360"][0].state.export_mounts = {
+            f"http://{part}": httpx.ASGITransport(app=apps[part][0])
+            for part in ("interactions", "orders", "segmentation")
+        }
         c360, interactions, orders = (
             clients["customer360"],
             clients["interactions"],
@@ -165,6 +173,26 @@ async def test_merge_moves_records_and_erase_leaves_no_personal_data(make_settin
             return len(i.json()["items"]) == 1 and len(o.json()["items"]) == 1
 
         assert await until(moved, timeout=90.0)
+
+        exported = await c360.get(f"/customers/{survivor_id}/export", headers=ALL)
+        assert exported.status_code == 200, exported.text
+        document = exported.json()
+        assert document["customer"]["emails"] == [address]
+        assert [p["id"] for p in document["merged_profiles"]] == [duplicate_id]
+        assert {i["kind"] for i in document["identities"]} == {"email", "phone"}
+        assert [i["summary"] for i in document["interactions"]] == [f"{name} asked about {address}"]
+        assert [o["id"] for o in document["orders"]] == [order.json()["id"]]
+        assert document["audit"][0]["action"] == "created"
+
+        # one service down: no partial export
+        mounts = apps["customer360"][0].state.export_mounts
+        orders_transport = mounts.pop("http://orders")
+        try:
+            partial = await c360.get(f"/customers/{survivor_id}/export", headers=ALL)
+            assert partial.status_code == 503
+            assert partial.headers["content-type"] == "application/problem+json"
+        finally:
+            mounts["http://orders"] = orders_transport
 
         # the scan finds the person everywhere before the erase (it is not vacuous)
         before = await pii_hits(database, [name, address, number[3:]])
