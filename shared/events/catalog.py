@@ -32,6 +32,7 @@ __all__ = [
     "CustomerScored",
     "CustomerUpdated",
     "InteractionRecorded",
+    "OrderItem",
     "OrderPlaced",
     "OrderStatusChanged",
     "SegmentEntered",
@@ -205,6 +206,17 @@ class SurveyAnswered(Event):
 
 
 # --- orders ------------------------------------------------------------------------------
+class OrderItem(BaseModel):
+    """One line of an order, as the other services need it (products bought, amounts)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    product_id: UUID
+    sku: str
+    quantity: int
+    total: Decimal
+
+
 class OrderPlaced(Event):
     """An order was placed. Money is a decimal string with its ISO 4217 currency."""
 
@@ -216,6 +228,9 @@ class OrderPlaced(Event):
     currency: str = Field(min_length=3, max_length=3)
     channel: str
     placed_at: datetime
+    items: list[OrderItem] = Field(default_factory=list)
+    source: str | None = None
+    external_id: str | None = None
 
 
 class OrderStatusChanged(Event):
@@ -228,6 +243,10 @@ class OrderStatusChanged(Event):
     status: str
     previous_status: str
     changed_at: datetime
+    total: Decimal | None = None
+    paid_total: Decimal | None = None
+    refunded_total: Decimal | None = None
+    currency: str | None = None
 
 
 # --- segmentation ------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from shared.events import (
 )
 from shared.messaging import publish
 
-__all__ = ["create_customer", "etag", "record_audit", "update_customer"]
+__all__ = ["create_customer", "etag", "jsonable", "record_audit", "update_customer"]
 
 #: Fields copied as they are from a create/patch body onto the profile.
 _PLAIN_FIELDS = (
@@ -59,15 +59,15 @@ def etag(customer: Customer) -> str:
     return f'"{customer.version}"'
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     return value
 
 
@@ -85,7 +85,7 @@ async def record_audit(
             action=action,
             actor=actor if isinstance(actor, str) else actor.subject,
             changes={
-                f: {"before": _jsonable(b), "after": _jsonable(a)} for f, (b, a) in changes.items()
+                f: {"before": jsonable(b), "after": jsonable(a)} for f, (b, a) in changes.items()
             },
         )
     )
@@ -332,7 +332,7 @@ async def update_customer(
     changes = {
         f: (getattr(customer, f), v)
         for f, v in new.items()
-        if _jsonable(getattr(customer, f)) != _jsonable(v)
+        if jsonable(getattr(customer, f)) != jsonable(v)
     }
     if not changes:
         return customer
@@ -359,7 +359,7 @@ async def update_customer(
         session,
         CustomerUpdated(
             customer_id=customer.id,
-            changes={f: _jsonable(a) for f, (_, a) in changes.items()},
+            changes={f: jsonable(a) for f, (_, a) in changes.items()},
             updated_at=customer.updated_at,
             actor=principal.subject,
         ),
