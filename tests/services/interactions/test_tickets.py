@@ -12,8 +12,10 @@ from sqlalchemy import text
 
 from services.interactions.config import Settings
 from services.interactions.main import create_app
+from services.interactions.subscriptions import subscriptions
 from services.interactions.ticket.scheduler import SlaScheduler
 from shared.errors import PROBLEM_JSON
+from shared.events import CustomerErased, CustomerMerged, Envelope
 from tests.support import api_client, bearer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -393,3 +395,51 @@ class TestListTickets:
 
         assert response.status_code == 422
         assert {e["pointer"] for e in response.json()["errors"]} == {"/query/status"}
+
+
+class TestCustomerMergedAndErased:
+    async def test_merge_moves_tickets_and_answers_erase_drops_their_words(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        survivor, duplicate = uuid.uuid4(), uuid.uuid4()
+        ticket = await open_ticket(client, a_ticket(duplicate))
+        await client.post(
+            f"/tickets/{ticket['id']}/comments", json={"body": "Call me on 0151…"}, headers=agent()
+        )
+        await client.post(
+            "/surveys/responses",
+            json={"customer_id": str(duplicate), "survey": "csat", "score": 2, "comment": "Slow"},
+            headers=agent(),
+        )
+        now = datetime.now(UTC)
+
+        async def deliver(event: Any) -> None:
+            handler = subscriptions.handler_for(event.event_type)
+            assert handler is not None
+            async with app.state.database.session() as session:
+                await handler(session, event, Envelope.wrap(event, source="/test"))
+
+        await deliver(
+            CustomerMerged(
+                customer_id=survivor, merged_id=duplicate, merged_by="user-1", merged_at=now
+            )
+        )
+        moved = (await client.get(f"/tickets/{ticket['id']}", headers=agent())).json()
+        assert moved["customer_id"] == str(survivor)
+        summary = await client.get(f"/surveys/summary?customer_id={survivor}", headers=agent())
+        assert summary.json()["csat"] == {"responses": 1, "average": 2.0}
+
+        await deliver(CustomerErased(customer_id=survivor, erased_at=now))
+        erased = (await client.get(f"/tickets/{ticket['id']}", headers=agent())).json()
+        assert (erased["title"], erased["description"]) == ("[erased]", None)
+        comments = await client.get(f"/tickets/{ticket['id']}/comments", headers=agent())
+        assert [c["body"] for c in comments.json()["items"]] == ["[erased]"]
+        async with app.state.database.session() as session:
+            comment = await session.scalar(
+                text("SELECT comment FROM interactions.survey_response WHERE customer_id = :c"),
+                {"c": survivor},
+            )
+        assert comment is None
+        # The figures stay right.
+        summary = await client.get(f"/surveys/summary?customer_id={survivor}", headers=agent())
+        assert summary.json()["csat"]["responses"] == 1
