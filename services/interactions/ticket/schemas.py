@@ -1,6 +1,7 @@
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -174,10 +175,10 @@ class SlaPolicyWrite(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "SlaPolicyWrite":
-        from zoneinfo import available_timezones
-
-        if self.timezone not in available_timezones():
-            raise ValueError(f"unknown timezone {self.timezone!r}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {self.timezone!r}") from None
         if self.business_days is not None:
             if not self.business_days or any(d < 1 or d > 7 for d in self.business_days):
                 raise ValueError("business_days are ISO weekdays 1..7")

@@ -32,8 +32,9 @@ def due_at(start: datetime, minutes: int, hours: BusinessHours | None = None) ->
     zone = ZoneInfo(hours.timezone)
     current = start.astimezone(zone)
     remaining = timedelta(minutes=minutes)
-    # At most one step per day: bounded by the weeks the target spans.
-    for _ in range(minutes // 60 + 3660):
+    # One step per day; a week holds at least one window of (end - start) hours.
+    window = (hours.end_hour - hours.start_hour) * 60
+    for _ in range((minutes // max(window, 1) + 2) * 7):
         day = current.date()
         opens = datetime.combine(day, time(hours.start_hour), zone)
         closes = (

@@ -66,3 +66,13 @@ class TestNpsScore:
 
     def test_is_none_without_answers(self) -> None:
         assert nps_score(0, 0, 0) is None
+
+
+class TestLongTargets:
+    def test_a_year_long_target_in_a_one_hour_weekly_window_is_computed(self) -> None:
+        mondays = BusinessHours(frozenset({1}), 9, 10)
+        # 3 one-hour windows: the third Monday from Monday 2026-11-23 08:00.
+        assert due_at(datetime(2026, 11, 23, 8, 0, tzinfo=UTC), 180, mondays) == datetime(
+            2026, 12, 7, 10, 0, tzinfo=UTC
+        )
+        assert due_at(datetime(2026, 11, 23, 8, 0, tzinfo=UTC), 525_600, mondays).year == 2194

@@ -229,6 +229,16 @@ class TestSlaPolicies:
         assert response.status_code == 422
         assert "ISO weekdays" in response.text
 
+    async def test_refuses_an_unknown_timezone(self, client: httpx.AsyncClient) -> None:
+        response = await client.put(
+            "/tickets/sla-policies/low",
+            json={"first_response_minutes": 15, "resolution_minutes": 45, "timezone": "Mars/Base"},
+            headers=bearer("admin"),
+        )
+
+        assert response.status_code == 422
+        assert "unknown timezone" in response.text
+
     async def test_an_unknown_priority_is_422(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/tickets/sla-policies/asap", headers=agent())
 

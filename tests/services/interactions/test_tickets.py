@@ -146,6 +146,24 @@ class TestOpenTicket:
         assert response.status_code == 422
         assert {e["pointer"] for e in response.json()["errors"]} == {"/body/title"}
 
+    async def test_a_description_over_the_field_limit_is_422(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.post(
+            "/tickets", json=a_ticket(uuid.uuid4(), description="x" * 20_001), headers=agent()
+        )
+
+        assert response.status_code == 422
+        assert {e["pointer"] for e in response.json()["errors"]} == {"/body/description"}
+
+    async def test_a_body_over_the_request_limit_is_413(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            "/tickets", json=a_ticket(uuid.uuid4(), description="x" * 1_100_000), headers=agent()
+        )
+
+        assert response.status_code == 413
+        assert response.headers["content-type"] == PROBLEM_JSON
+
     async def test_refuses_a_reader(self, client: httpx.AsyncClient) -> None:
         response = await client.post(
             "/tickets", json=a_ticket(uuid.uuid4()), headers=bearer("interactions:read")
