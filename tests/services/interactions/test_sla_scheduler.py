@@ -17,7 +17,7 @@ from services.interactions.ticket import service
 from services.interactions.ticket.scheduler import SlaScheduler
 from services.interactions.ticket.schemas import TicketCreate
 from shared.db import Database
-from tests.support import api_client, bearer
+from tests.support import api_client, bearer, running
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -176,3 +176,23 @@ class TestTwoSchedulersRacing:
                 )
             await a.dispose()
             await b.dispose()
+
+
+class TestSchedulerInTheService:
+    async def test_runs_in_the_app_lifespan_and_stops_with_it(self, make_settings: Any) -> None:
+        app = create_app(make_settings(Settings, sla_scheduler_interval_s=0.02))
+
+        async with running(app):
+            scheduler = app.state.sla_scheduler
+            task = scheduler._task
+            assert task is not None
+            await asyncio.sleep(0.1)  # a few passes over an empty backlog
+            assert not task.done()
+        assert task.cancelled()
+        assert scheduler._task is None
+
+    async def test_can_be_switched_off(self, make_settings: Any) -> None:
+        app = create_app(make_settings(Settings, sla_scheduler_enabled=False))
+
+        async with running(app):
+            assert not hasattr(app.state, "sla_scheduler")
