@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from services.interactions.interaction.schemas import Channel
 from services.interactions.models import Ticket, TicketComment
 from shared.auth import Principal
 from shared.privacy import PII_SCOPE
@@ -12,7 +13,6 @@ from shared.privacy import PII_SCOPE
 Category = Literal["complaint", "question", "request", "incident"]
 Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["open", "pending", "resolved", "closed"]
-Channel = Literal["email", "phone", "chat", "web", "social", "app", "in_person"]
 
 WITHHELD = "[withheld: needs customers:pii]"
 
@@ -40,7 +40,9 @@ class TicketCreate(BaseModel):
     description: str | None = Field(default=None, max_length=20_000)
     category: Category
     priority: Priority = "normal"
-    channel: Channel | None = None
+    channel: Channel | None = Field(
+        default=None, description="Where it came in (the same channels as interactions)."
+    )
     order_id: UUID | None = None
 
 
