@@ -11,3 +11,8 @@ subscriptions = Subscriptions()
 follow_customer_scope(subscriptions, customer_scope)
 subscriptions.on(CustomerMerged)(handlers.on_customer_merged)
 subscriptions.on(CustomerErased)(handlers.on_customer_erased)
+
+from services.interactions.ticket import handlers as ticket_handlers  # noqa: E402
+
+subscriptions.on(CustomerMerged)(ticket_handlers.on_customer_merged)
+subscriptions.on(CustomerErased)(ticket_handlers.on_customer_erased)

@@ -39,6 +39,7 @@ __all__ = [
     "SegmentExited",
     "SurveyAnswered",
     "TicketOpened",
+    "TicketSlaBreached",
     "TicketStatusChanged",
     "WebhookProcessed",
     "WebhookReceived",
@@ -174,6 +175,20 @@ class TicketStatusChanged(Event):
     status: Literal["open", "pending", "resolved", "closed"]
     previous_status: Literal["open", "pending", "resolved", "closed"]
     changed_at: datetime
+
+
+class TicketSlaBreached(Event):
+    """A ticket missed its first-response or resolution target (published once per target)."""
+
+    event_type: ClassVar[str] = "rapport.interaction.ticket_sla_breached.v1"
+    topic: ClassVar[str] = INTERACTION_TOPIC
+
+    ticket_id: UUID
+    target: Literal["first_response", "resolution"]
+    due_at: datetime
+    breached_at: datetime
+    priority: str = Field(examples=["low", "normal", "high", "urgent"])
+    assignee: str | None = None
 
 
 class SurveyAnswered(Event):
