@@ -127,7 +127,7 @@ async def test_merge_moves_records_and_erase_leaves_no_personal_data(make_settin
         person = await c360.post(
             "/customers",
             json={"display_name": name, "emails": [address], "phones": [number]},
-            headers=ALL,
+            headers={**ALL, "Idempotency-Key": f"create-{marker}"},
         )
         assert person.status_code == 201, person.text
         survivor_id = person.json()["id"]
@@ -158,7 +158,7 @@ async def test_merge_moves_records_and_erase_leaves_no_personal_data(make_settin
                 "lines": [{"product_id": product.json()["id"], "quantity": 1}],
                 "shipping_address": {"name": name, "line1": "1 Century Ave"},
             },
-            headers=ALL,
+            headers={**ALL, "Idempotency-Key": f"order-{marker}"},
         )
         assert order.status_code == 201, order.text
 
@@ -223,3 +223,8 @@ async def test_merge_moves_records_and_erase_leaves_no_personal_data(make_settin
         kept = await orders.get(f"/orders?customer_id={survivor_id}", headers=ALL)
         assert kept.json()["items"][0]["total"] == "5.00"
         assert kept.json()["items"][0]["shipping_address"] is None
+        async with database.session() as session:
+            json_nulls = await session.scalar(
+                text("SELECT count(*) FROM orders.\"order\" WHERE shipping_address = 'null'::jsonb")
+            )
+        assert json_nulls == 0

@@ -39,6 +39,7 @@ from services.customer360.customer.service import (
 )
 from services.customer360.identity.schemas import ResolveRequest
 from services.customer360.models import AuditEntry, Customer, CustomerIdentity
+from services.customer360.models.base import Base
 from services.customer360.search.query import CJK_RUN
 from services.customer360.search.repository import like_escape
 from shared.auth import Principal
@@ -283,6 +284,11 @@ async def erase(session: AsyncSession, customer: Customer, principal: Principal)
     await session.execute(delete(CustomerIdentity).where(CustomerIdentity.customer_id.in_(targets)))
     await session.execute(
         update(AuditEntry).where(AuditEntry.customer_id.in_(targets)).values(changes={})
+    )
+    # Stored Idempotency-Key replies (the profile as created) are personal data too.
+    replies = Base.metadata.tables["customer360.idempotency_key"]
+    await session.execute(
+        delete(replies).where(replies.c.response["id"].astext.in_([str(t) for t in targets]))
     )
     await record_audit(session, customer.id, "erased", principal, {})
     for customer_id in targets:

@@ -1,9 +1,10 @@
 """What orders does when a customer is merged or erased."""
 
-from sqlalchemy import update
+from sqlalchemy import delete, null, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders.models import Order
+from services.orders.models.base import Base
 from shared.events import CustomerErased, CustomerMerged, Envelope
 
 
@@ -22,5 +23,10 @@ async def on_customer_erased(session: AsyncSession, event: CustomerErased, _: En
     await session.execute(
         update(Order)
         .where(Order.customer_id == event.customer_id)
-        .values(shipping_address=None, note=None)
+        .values(shipping_address=null(), note=None)  # SQL NULL, not a JSON null
+    )
+    # Stored Idempotency-Key replies of this customer's orders hold the address too.
+    replies = Base.metadata.tables["orders.idempotency_key"]
+    await session.execute(
+        delete(replies).where(replies.c.response["customer_id"].astext == str(event.customer_id))
     )
