@@ -5,6 +5,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -40,6 +41,12 @@ class Customer(Base):
         Index("ix_customer_custom_fields", "custom_fields", postgresql_using="gin"),
         Index("ix_customer_created", "created_at", "id"),
         Index("ix_customer_updated", "updated_at", "id"),
+        Index(
+            "ix_customer_search_text",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
@@ -90,6 +97,14 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: What ``GET /customers:search`` matches with pg_trgm: name, e-mails and phone digits,
+    #: lower-cased, CJK characters spelled as ``u5f20`` tokens (pg_trgm ignores CJK letters).
+    #: Generated, so every writer (create, PATCH, import) keeps it right.
+    search_text: Mapped[str | None] = mapped_column(
+        Text,
+        Computed("customer360.customer_search_text(display_name, emails, phones)", persisted=True),
+        deferred=True,
+    )
 
     __mapper_args__ = {"version_id_col": version}
 
