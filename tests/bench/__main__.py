@@ -2,7 +2,7 @@
 
 import asyncio
 
-from tests.bench import gateway, outbox, webhooks
+from tests.bench import customer_search, gateway, outbox, webhooks
 
 if __name__ == "__main__":
     asyncio.run(outbox.main())
@@ -10,3 +10,5 @@ if __name__ == "__main__":
     gateway.main()
     print()
     webhooks.main()
+    print()
+    asyncio.run(customer_search.main())

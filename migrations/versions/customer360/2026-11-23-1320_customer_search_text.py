@@ -16,13 +16,17 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # pg_trgm treats CJK characters as separators under the C ctype, so each one is spelled as
-# a Latin token (张 → " u5f20 "); queries go through the same function.
+# a four-letter Latin token: its code point in base 26, lowest digit first (张 → " kxqa "),
+# so tokens do not share a common prefix trigram. Queries go through the same function.
 NORMALIZE = r"""
 CREATE FUNCTION customer360.search_normalize(t text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN (
     SELECT coalesce(string_agg(
-        CASE WHEN c ~ '[\u3400-\u9fff\uf900-\ufaff]' THEN ' u' || to_hex(ascii(c)) || ' ' ELSE c END,
+        CASE WHEN c ~ '[\u3400-\u9fff\uf900-\ufaff]' THEN
+            ' ' || chr(97 + ascii(c) % 26) || chr(97 + ascii(c) / 26 % 26)
+            || chr(97 + ascii(c) / 676 % 26) || chr(97 + ascii(c) / 17576 % 26) || ' '
+        ELSE c END,
         '' ORDER BY n), '')
     FROM unnest(regexp_split_to_array(lower(t), '')) WITH ORDINALITY AS s(c, n)
 )

@@ -23,27 +23,43 @@ __all__ = ["THRESHOLD", "search", "search_statement"]
 THRESHOLD = 0.5
 
 
-def like_pattern(query: str) -> str:
-    """``%query%`` with LIKE's metacharacters escaped; digits only when it is a phone."""
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def like_pattern(query: str) -> str | None:
+    """``%query%`` with LIKE's metacharacters escaped; digits only when it is a phone.
+
+    None for queries with CJK characters (the search text spells them as tokens) or shorter
+    than three characters: a pattern without a trigram would read the whole index.
+    """
+    if _CJK.search(query):
+        return None
     compact = re.sub(r"[\s\-().+]", "", query)
     if compact.isdigit():
         query = compact
+    if len(query) < 3:
+        return None
     escaped = query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
 def search_statement(principal: Principal, query: str, limit: int) -> Any:
     normalized = func.customer360.search_normalize(bindparam("q", query))
-    pattern: Any = bindparam("pattern", like_pattern(query))
     st = Customer.search_text
     similarity = func.word_similarity(normalized, st)
-    score = (similarity + case((st.like(pattern), 0.5), else_=0.0)).label("score")
+    like = like_pattern(query)
+    matches: Any = st.op("%>")(normalized)
+    score: Any = similarity
+    if like is not None:
+        pattern: Any = bindparam("pattern", like)
+        matches = or_(matches, st.like(pattern))
+        score = similarity + case((st.like(pattern), 0.5), else_=0.0)
     return (
-        select(Customer, score)
+        select(Customer, score.label("score"))
         .where(
             Customer.status == "active",
             data_scope(principal, Customer.owner_id, Customer.team_id),
-            or_(st.op("%>")(normalized), st.like(pattern)),
+            matches,
         )
         .order_by(literal_column("score").desc(), Customer.id)
         .limit(limit)
