@@ -8,12 +8,16 @@ from services.customer360.models.customer import (
     CustomerIdentity,
     CustomFieldDefinition,
 )
+from services.customer360.models.imports import IMPORT_STATUSES, ImportJob, ImportRowError
 
 __all__ = [
     "CUSTOMER_STATUSES",
+    "IMPORT_STATUSES",
     "AuditEntry",
     "Base",
     "CustomFieldDefinition",
     "Customer",
     "CustomerIdentity",
+    "ImportJob",
+    "ImportRowError",
 ]
