@@ -97,7 +97,9 @@ async def main() -> None:
             await conn.execute(
                 "CREATE TABLE customer360.bench_raw (LIKE customer360.customer INCLUDING ALL)"
             )
-            records = [(uuid.uuid4(), "person", n, [e], [p], []) for n, e, p in rows]
+            records: list[tuple[Any, ...]] = [
+                (uuid.uuid4(), "person", n, [e], [p], []) for n, e, p in rows
+            ]
             t0 = time.perf_counter()
             await conn.copy_records_to_table(
                 "bench_raw",

@@ -88,6 +88,7 @@ def upgrade() -> None:
         ),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("format IN ('csv', 'ndjson')", name=op.f("ck_import_job_format")),
         sa.CheckConstraint(
             "status IN ('queued', 'running', 'done', 'failed')", name=op.f("ck_import_job_status")

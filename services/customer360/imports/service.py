@@ -5,8 +5,10 @@ their identity keys, updates of existing customers, audit entries ("imported"), 
 the job's counters and the ``CustomerCreated``/``CustomerUpdated`` outbox rows are written in
 that chunk's transaction — a crash loses at most the chunk in flight, and never leaves rows
 without their events. The job runs in the service process (a task started after the upload
-was accepted); if the process dies, the job is marked ``failed`` by :func:`fail_interrupted`
-at the next start... or by the ``except`` below for errors it survives.
+was accepted). An error marks the job ``failed`` with the reason; if the process dies, the
+job's heartbeat goes stale and :func:`fail_interrupted` marks it ``failed`` when customer360
+next starts. Jobs are not resumed: rows of committed chunks stay (they are idempotent
+upserts), so uploading the file again finishes the work without duplicates.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID, uuid4
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -217,6 +219,7 @@ async def apply_chunk(
             created=ImportJob.created + created,
             updated=ImportJob.updated + updated_,
             failed=ImportJob.failed + failed,
+            heartbeat_at=now,
         )
     )
     return created, updated_, failed
@@ -234,7 +237,11 @@ async def run_job(
             await session.execute(
                 update(ImportJob)
                 .where(ImportJob.id == job_id)
-                .values(status="running", started_at=datetime.now(UTC))
+                .values(
+                    status="running",
+                    started_at=datetime.now(UTC),
+                    heartbeat_at=datetime.now(UTC),
+                )
             )
         rows = read_rows(path, fmt, delimiter, fields)
         while True:
@@ -258,11 +265,22 @@ async def run_job(
         )
 
 
+STALE_AFTER = timedelta(minutes=5)
+
+
 async def fail_interrupted(session: AsyncSession) -> int:
-    """At start-up: jobs left queued or running by a dead process are marked failed."""
+    """At start-up: jobs left queued or running by a dead process are marked failed.
+
+    Only jobs without a heartbeat for ``STALE_AFTER``: another replica's live job is left
+    alone (a chunk commits in well under a minute).
+    """
+    stale = datetime.now(UTC) - STALE_AFTER
     result = await session.execute(
         update(ImportJob)
-        .where(ImportJob.status.in_(("queued", "running")))
+        .where(
+            ImportJob.status.in_(("queued", "running")),
+            func.coalesce(ImportJob.heartbeat_at, ImportJob.created_at) < stale,
+        )
         .values(
             status="failed", error="interrupted: the service stopped", finished_at=datetime.now(UTC)
         )

@@ -44,6 +44,9 @@ class ImportJob(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Touched by every committed chunk; a queued/running job whose heartbeat is stale
+    #: belonged to a process that died, and is marked failed at the next start-up.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ImportRowError(Base):

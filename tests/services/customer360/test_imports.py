@@ -9,6 +9,7 @@ import pytest_asyncio
 from sqlalchemy import text
 
 from services.customer360.config import Settings
+from services.customer360.imports.service import fail_interrupted
 from services.customer360.main import create_app
 from tests.support import api_client, bearer
 
@@ -239,3 +240,31 @@ class TestListImportErrors:
         )
         assert [e["row_number"] for e in page.json()["items"]] == [4, 5]
         assert page.json()["next_cursor"] is None
+
+
+class TestInterruptedImports:
+    async def test_marks_only_stale_unfinished_jobs_failed_at_start_up(self, client, app):
+        async with app.state.database.session() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO customer360.import_job (id, status, format, created_by,"
+                    " created_at, heartbeat_at) VALUES"
+                    " ('00000000-0000-4000-8000-0000000000a1', 'running', 'csv', 'u',"
+                    "  now() - interval '1 hour', now() - interval '10 minutes'),"
+                    " ('00000000-0000-4000-8000-0000000000a2', 'running', 'csv', 'u',"
+                    "  now() - interval '1 hour', now()),"
+                    " ('00000000-0000-4000-8000-0000000000a3', 'done', 'csv', 'u',"
+                    "  now() - interval '1 hour', now() - interval '1 hour')"
+                )
+            )
+            assert await fail_interrupted(session) == 1
+            rows = (
+                await session.execute(
+                    text(
+                        "SELECT status, error FROM customer360.import_job"
+                        " WHERE created_by = 'u' ORDER BY id"
+                    )
+                )
+            ).all()
+        assert [r.status for r in rows] == ["failed", "running", "done"]
+        assert rows[0].error == "interrupted: the service stopped"
