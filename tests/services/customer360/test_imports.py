@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 
+import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy import text
 
 from services.customer360.config import Settings
+from services.customer360.imports.cli import run_import
 from services.customer360.imports.service import fail_interrupted
 from services.customer360.main import create_app
 from tests.support import api_client, bearer
@@ -268,3 +271,22 @@ class TestInterruptedImports:
             ).all()
         assert [r.status for r in rows] == ["failed", "running", "done"]
         assert rows[0].error == "interrupted: the service stopped"
+
+
+class TestImportCommand:
+    async def test_uploads_a_file_and_reports_the_outcome(self, client, app, tmp_path):
+        path = tmp_path / "customers.csv"
+        path.write_text("display_name,email\nCli User,cli@example.com\nBad,nope\n")
+        out = io.StringIO()
+        token = WRITE["Authorization"].removeprefix("Bearer ")
+        job = await run_import(
+            path,
+            base_url="http://test",
+            token=token,
+            transport=httpx.ASGITransport(app=app),
+            out=out,
+        )
+        assert (job["status"], job["created"], job["failed"]) == ("done", 1, 1)
+        assert "1 created" in out.getvalue()
+        assert "row 2: email:" in out.getvalue()
+        assert len(await customers_with(app, "cli@example.com")) == 1
