@@ -46,6 +46,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
+from gateway.routes import PUBLIC_PREFIX
 from shared.errors import PayloadTooLarge, problem_response
 
 __all__ = [
@@ -83,6 +84,8 @@ HOP_BY_HOP = frozenset(
 #: Response fields the gateway's own server or middleware writes itself.
 _RESPONSE_OWN = frozenset({b"server", b"date", b"x-request-id"})
 _DROP_RESPONSE = HOP_BY_HOP | _RESPONSE_OWN
+_LOCATION_HEADERS = frozenset({b"location", b"content-location"})
+_PUBLIC_PREFIX = PUBLIC_PREFIX.encode()
 
 UPSTREAM_ERRORS = Counter(
     "rapport_gateway_upstream_errors_total",
@@ -273,8 +276,12 @@ class Proxy:
         out: list[tuple[bytes, bytes]] = []
         for name, value in response.raw_headers:
             name = name.lower()
-            if name not in _DROP_RESPONSE:
-                out.append((name, value))
+            if name in _DROP_RESPONSE:
+                continue
+            if name in _LOCATION_HEADERS and value.startswith(b"/"):
+                # Services speak their own paths; the caller knows them under /api/v1.
+                value = _PUBLIC_PREFIX + value
+            out.append((name, value))
         out.extend(extra_headers)
         try:
             await send({"type": "http.response.start", "status": response.status, "headers": out})

@@ -21,6 +21,7 @@ from shared.auth import get_principal
 from shared.db import Database
 from shared.errors import install_problem_handlers, problem_response, problem_responses
 from shared.events import TOPICS, dead_letter_topic
+from shared.housekeeping import Housekeeping
 from shared.logging import configure_logging
 from shared.messaging import ConsumerRunner, OutboxRelay, Producer, Subscriptions, ensure_topics
 from shared.metrics import metrics_response
@@ -67,6 +68,7 @@ class Runtime:
                 fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                 session_timeout_ms=settings.kafka_session_timeout_ms,
             )
+        self.housekeeping = Housekeeping(self.database.engine, settings.schema_name)
         self._topics_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -76,6 +78,7 @@ class Runtime:
             self.relay.start()
         if self.consumer is not None:
             self.consumer.start()
+        self.housekeeping.start()
 
     async def _ensure_topics(self) -> None:
         topics = [*TOPICS, dead_letter_topic(self.settings.service_name)]
@@ -92,6 +95,7 @@ class Runtime:
     async def stop(self) -> None:
         if self._topics_task is not None:
             self._topics_task.cancel()
+        await self.housekeeping.stop()
         if self.consumer is not None:
             await self.consumer.stop()
         await self.relay.stop()

@@ -197,7 +197,8 @@ def problem_response(
 
 def _pointer(loc: Sequence[int | str]) -> str:
     """Turn a pydantic error location into a JSON pointer into the request part it names."""
-    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in loc]
+    # pydantic marks a dict key's own error with a "[key]" step: the key is the previous one.
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in loc if p != "[key]"]
     return "/" + "/".join(parts)
 
 
@@ -215,12 +216,30 @@ async def _rapport_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     raw = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in raw):
         return problem_response(
             400, MalformedBody.slug, "The request body is not valid JSON.", request=request
+        )
+    content_type = request.headers.get("content-type", "")
+    if (
+        request.method in ("POST", "PUT", "PATCH")
+        and content_type
+        and not _is_json(content_type)
+        and any(tuple(e.get("loc", ()))[:1] == ("body",) for e in raw)
+    ):
+        return problem_response(
+            415,
+            "unsupported-media-type",
+            f"Send the body as application/json (got {content_type.split(';')[0]}).",
+            request=request,
         )
     errors = [
         {

@@ -92,6 +92,22 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
         ) from None
 
 
+def _check_types(
+    keys: Sequence[QueryableAttribute[Any] | ColumnElement[Any]], values: Sequence[Any]
+) -> None:
+    """Refuse a cursor made for another sort order (its values have other types)."""
+    for key, value in zip(keys, values, strict=True):
+        try:
+            expected = key.type.python_type
+        except NotImplementedError:
+            continue
+        if value is not None and not isinstance(value, expected):
+            raise BadRequest(
+                "invalid cursor for this list and sort order",
+                errors=[{"pointer": "/query/cursor", "detail": "invalid"}],
+            )
+
+
 async def paginate(
     session: AsyncSession,
     statement: Select[Any],
@@ -109,6 +125,7 @@ async def paginate(
     """
     if params.cursor:
         after = decode_cursor(params.cursor, len(keys))
+        _check_types(keys, after)
         row, last = tuple_(*keys), tuple_(*after)
         statement = statement.where(row < last if descending else row > last)
     order = [k.desc() for k in keys] if descending else list(keys)

@@ -3,3 +3,9 @@ from fastapi import APIRouter
 from services.interactions.interaction.endpoints import router as interaction_router
 
 routers: list[APIRouter] = [interaction_router]
+from services.interactions.ticket.endpoints import router as ticket_router  # noqa: E402
+
+routers.append(ticket_router)
+from services.interactions.survey.endpoints import router as survey_router  # noqa: E402
+
+routers.append(survey_router)

@@ -10,3 +10,6 @@ class Settings(RapportSettings):
     service_name: ClassVar[str] = "interactions"
 
     port: int = 8002
+    #: The SLA scheduler (every replica runs one; they share the work safely).
+    sla_scheduler_enabled: bool = True
+    sla_scheduler_interval_s: float = 30.0

@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from services.interactions.api import routers
 from services.interactions.config import Settings
 from services.interactions.subscriptions import subscriptions
+from services.interactions.ticket.scheduler import sla_scheduler_lifespan
 from shared.app import create_app as create_part_app
 
 
@@ -15,5 +16,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Every touchpoint with a customer: calls, e-mails, chats, visits, notes.",
         routers=routers,
         subscriptions=subscriptions,
-        openapi_tags=[{"name": "interactions", "description": "Customer touchpoints"}],
+        openapi_tags=[
+            {"name": "interactions", "description": "Customer touchpoints"},
+            {"name": "tickets", "description": "Support tickets with SLA targets"},
+            {"name": "surveys", "description": "CSAT and NPS answers and their figures"},
+        ],
+        lifespan_extension=sla_scheduler_lifespan,
     )

@@ -1,9 +1,18 @@
 """What interactions consumes: customer ownership (for the data scope) so far; partner
 webhooks arrive with the interactions issue."""
 
+from services.interactions.interaction import handlers
 from services.interactions.models import customer_scope
+from shared.events import CustomerErased, CustomerMerged
 from shared.messaging import Subscriptions
 from shared.privacy import follow_customer_scope
 
 subscriptions = Subscriptions()
 follow_customer_scope(subscriptions, customer_scope)
+subscriptions.on(CustomerMerged)(handlers.on_customer_merged)
+subscriptions.on(CustomerErased)(handlers.on_customer_erased)
+
+from services.interactions.ticket import handlers as ticket_handlers  # noqa: E402
+
+subscriptions.on(CustomerMerged)(ticket_handlers.on_customer_merged)
+subscriptions.on(CustomerErased)(ticket_handlers.on_customer_erased)

@@ -6,7 +6,7 @@ the request body is parsed they are binary floats, and a float has already lost 
 (``12345678901234.1234`` arrives as ``12345678901234.123``).
 """
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
@@ -63,3 +63,51 @@ CurrencyCode = Annotated[
     Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$", examples=["EUR"]),
     AfterValidator(_known_currency),
 ]
+
+
+# ISO 4217 minor units where they are not 2 (list one, 2025).
+_MINOR_UNITS = {
+    **dict.fromkeys(
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYU",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
+        0,
+    ),
+    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+}
+
+
+def minor_units(currency: str) -> int:
+    """Decimal places of ``currency``'s smallest unit: 2 for EUR, 0 for JPY, 3 for KWD."""
+    return _MINOR_UNITS.get(currency, 2)
+
+
+def quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
+def fits_currency(amount: Decimal, currency: str) -> bool:
+    """Whether ``amount`` has no more decimal places than ``currency`` has minor units."""
+    return amount == amount.quantize(quantum(currency))
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Round to ``currency``'s minor unit, half to even (banker's rounding, as accounting
+    systems do to avoid a systematic upward bias)."""
+    return amount.quantize(quantum(currency), rounding=ROUND_HALF_EVEN)

@@ -2,7 +2,13 @@
 
 from services.segmentation.features import handlers
 from services.segmentation.models import customer_scope
-from shared.events import CustomerCreated, CustomerErased, InteractionRecorded, OrderPlaced
+from shared.events import (
+    CustomerCreated,
+    CustomerErased,
+    CustomerMerged,
+    InteractionRecorded,
+    OrderPlaced,
+)
 from shared.messaging import Subscriptions
 from shared.privacy import follow_customer_scope
 
@@ -13,3 +19,4 @@ subscriptions.on(CustomerCreated)(handlers.on_customer_created)
 subscriptions.on(CustomerErased)(handlers.on_customer_erased)
 subscriptions.on(OrderPlaced)(handlers.on_order_placed)
 subscriptions.on(InteractionRecorded)(handlers.on_interaction_recorded)
+subscriptions.on(CustomerMerged)(handlers.on_customer_merged)

@@ -32,12 +32,14 @@ __all__ = [
     "CustomerScored",
     "CustomerUpdated",
     "InteractionRecorded",
+    "OrderItem",
     "OrderPlaced",
     "OrderStatusChanged",
     "SegmentEntered",
     "SegmentExited",
     "SurveyAnswered",
     "TicketOpened",
+    "TicketSlaBreached",
     "TicketStatusChanged",
     "WebhookProcessed",
     "WebhookReceived",
@@ -175,6 +177,20 @@ class TicketStatusChanged(Event):
     changed_at: datetime
 
 
+class TicketSlaBreached(Event):
+    """A ticket missed its first-response or resolution target (published once per target)."""
+
+    event_type: ClassVar[str] = "rapport.interaction.ticket_sla_breached.v1"
+    topic: ClassVar[str] = INTERACTION_TOPIC
+
+    ticket_id: UUID
+    target: Literal["first_response", "resolution"]
+    due_at: datetime
+    breached_at: datetime
+    priority: str = Field(examples=["low", "normal", "high", "urgent"])
+    assignee: str | None = None
+
+
 class SurveyAnswered(Event):
     """A CSAT (1 to 5) or NPS (0 to 10) answer from the customer."""
 
@@ -190,6 +206,17 @@ class SurveyAnswered(Event):
 
 
 # --- orders ------------------------------------------------------------------------------
+class OrderItem(BaseModel):
+    """One line of an order, as the other services need it (products bought, amounts)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    product_id: UUID
+    sku: str
+    quantity: int
+    total: Decimal
+
+
 class OrderPlaced(Event):
     """An order was placed. Money is a decimal string with its ISO 4217 currency."""
 
@@ -201,6 +228,9 @@ class OrderPlaced(Event):
     currency: str = Field(min_length=3, max_length=3)
     channel: str
     placed_at: datetime
+    items: list[OrderItem] = Field(default_factory=list)
+    source: str | None = None
+    external_id: str | None = None
 
 
 class OrderStatusChanged(Event):
@@ -213,6 +243,10 @@ class OrderStatusChanged(Event):
     status: str
     previous_status: str
     changed_at: datetime
+    total: Decimal | None = None
+    paid_total: Decimal | None = None
+    refunded_total: Decimal | None = None
+    currency: str | None = None
 
 
 # --- segmentation ------------------------------------------------------------------------

@@ -11,6 +11,6 @@ if __name__ == "__main__":
     print()
     webhooks.main()
     print()
-    asyncio.run(customer_search.main())
+    customer_search.main()
     print()
     asyncio.run(customer_import.main())

@@ -28,11 +28,61 @@ from services.customer360.models import ImportJob
 from shared.db import Database
 from shared.devstack import EmbeddedPostgres
 from shared.migrate import upgrade
-from tests.bench.customer_search import FIRST, GIVEN, LAST, PINYIN, SURNAMES
 from tests.bench.outbox import STATE
 
 ROWS = int(os.environ.get("BENCH_IMPORT_ROWS", "200000"))
 GOAL = 0.80
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
+)
+GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚华玉萍红梅鑫波斌宇浩凯健俊帆帅旭宁婷雪琳晨阳"
+PINYIN = [
+    "wang",
+    "li",
+    "zhang",
+    "liu",
+    "chen",
+    "yang",
+    "huang",
+    "zhao",
+    "wu",
+    "zhou",
+    "xu",
+    "sun",
+    "ma",
+    "zhu",
+    "hu",
+    "guo",
+    "he",
+    "gao",
+]
+FIRST = [
+    "james",
+    "mary",
+    "john",
+    "patricia",
+    "robert",
+    "jennifer",
+    "michael",
+    "linda",
+    "william",
+    "david",
+    "wei",
+    "fang",
+]
+LAST = [
+    "smith",
+    "johnson",
+    "williams",
+    "brown",
+    "jones",
+    "garcia",
+    "miller",
+    "davis",
+    "wilson",
+    "anderson",
+    "taylor",
+]
 
 
 def _rows() -> list[tuple[str, str, str]]:

@@ -9,6 +9,13 @@ from services.customer360.models.customer import (
     CustomFieldDefinition,
 )
 from services.customer360.models.imports import IMPORT_STATUSES, ImportJob, ImportRowError
+from services.customer360.models.view import (
+    CustomerOrder,
+    CustomerSpend,
+    CustomerSummary,
+    CustomerTicket,
+    TimelineEntry,
+)
 
 __all__ = [
     "CUSTOMER_STATUSES",
@@ -18,6 +25,11 @@ __all__ = [
     "CustomFieldDefinition",
     "Customer",
     "CustomerIdentity",
+    "CustomerOrder",
+    "CustomerSpend",
+    "CustomerSummary",
+    "CustomerTicket",
     "ImportJob",
     "ImportRowError",
+    "TimelineEntry",
 ]

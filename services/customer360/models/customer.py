@@ -5,7 +5,6 @@ from uuid import UUID, uuid4
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -41,12 +40,20 @@ class Customer(Base):
         Index("ix_customer_custom_fields", "custom_fields", postgresql_using="gin"),
         Index("ix_customer_created", "created_at", "id"),
         Index("ix_customer_updated", "updated_at", "id"),
+        # Search (see services/customer360/search): kept by a trigger on every write path.
         Index(
-            "ix_customer_search_text",
-            "search_text",
+            "ix_customer_search_latin",
+            "search_latin",
             postgresql_using="gin",
-            postgresql_ops={"search_text": "gin_trgm_ops"},
+            postgresql_ops={"search_latin": "gin_trgm_ops"},
         ),
+        Index(
+            "ix_customer_phone_digits",
+            "phone_digits",
+            postgresql_using="gin",
+            postgresql_ops={"phone_digits": "gin_trgm_ops"},
+        ),
+        Index("ix_customer_search_cjk", "search_cjk", postgresql_using="gin"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
@@ -97,14 +104,14 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    #: What ``GET /customers:search`` matches with pg_trgm: name, e-mails and phone digits,
-    #: lower-cased, CJK characters spelled as ``u5f20`` tokens (pg_trgm ignores CJK letters).
-    #: Generated, so every writer (create, PATCH, import) keeps it right.
-    search_text: Mapped[str | None] = mapped_column(
-        Text,
-        Computed("customer360.customer_search_text(display_name, emails, phones)", persisted=True),
-        deferred=True,
-    )
+
+    #: Maintained by the ``customer_search_terms`` trigger, never written by the application:
+    #: names and e-mails lower-cased without CJK characters (for trigram search); CJK
+    #: characters of the names as single characters and bigrams (pg_trgm ignores them under
+    #: the C locale); phone digits.
+    search_latin: Mapped[str | None] = mapped_column(Text, deferred=True)
+    search_cjk: Mapped[list[str] | None] = mapped_column(ARRAY(Text), deferred=True)
+    phone_digits: Mapped[str | None] = mapped_column(Text, deferred=True)
 
     __mapper_args__ = {"version_id_col": version}
 

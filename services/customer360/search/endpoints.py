@@ -1,15 +1,25 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
 
 from services.customer360.customer.schemas import CustomerRead
+from services.customer360.search.query import parse
 from services.customer360.search.repository import search
-from services.customer360.search.schemas import SearchHit, SearchResults
 from shared.auth import PrincipalDep, require_scopes
 from shared.db import SessionDep
-from shared.errors import UnprocessableEntity, problem_responses
+from shared.errors import problem_responses
 
 router = APIRouter(tags=["customers"])
+
+
+class SearchHit(BaseModel):
+    score: float = Field(description="1 for an exact (contained) match; lower for fuzzy ones.")
+    customer: CustomerRead
+
+
+class SearchResult(BaseModel):
+    items: list[SearchHit]
 
 
 @router.get(
@@ -25,27 +35,27 @@ async def search_customers(
         str,
         Query(
             min_length=1,
-            max_length=200,
-            description="Name (Chinese, Latin or mixed; typos tolerated), part of an e-mail "
-            "or of a phone number.",
-            examples=["张伟", "zhnag wei", "zhang@exa", "5678"],
+            max_length=100,
+            description="Names (typos tolerated), Chinese names, mixed text, part of an "
+            "e-mail, or three or more digits of a phone number.",
+            examples=["张伟", "zhnag wei", "张 wei", "wei.zhang@exa", "5678"],
         ),
     ],
-    limit: Annotated[int, Query(ge=1, le=100, description="At most this many results.")] = 20,
-) -> SearchResults:
-    """Active customers within the caller's data scope matching `q`, best match first.
-
-    Tolerates typos (`Zhnag Wei`), word order (`wei zhang`), Chinese names (`张伟`, `张 wei`),
-    e-mail prefixes (`zhang@exa`) and phone fragments (`5678`, `138 1234 5678`). Merged and
-    erased customers never appear. E-mails and phones are masked without `customers:pii`.
-    A blank `q` is a `422`.
-    """
-    if not q.strip():
-        raise UnprocessableEntity("q must not be blank")
-    hits = await search(session, principal, q.strip(), limit)
-    return SearchResults(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> SearchResult:
+    """Full-text and fuzzy search over names, e-mails and phones, best match first, within
+    the caller's data scope (personal data masked without `customers:pii`). Chinese,
+    Japanese and Korean names match by their characters; Latin text by trigram similarity,
+    so `Zhnag` finds `Zhang`; a run of digits matches inside phone numbers."""
+    parsed = parse(q)
+    hits = (
+        await search(session, parsed, principal, limit)
+        if parsed.digits or parsed.cjk or parsed.latin
+        else []
+    )
+    return SearchResult(
         items=[
-            SearchHit(score=score, customer=CustomerRead.for_principal(c, principal))
+            SearchHit(score=round(score, 3), customer=CustomerRead.for_principal(c, principal))
             for c, score in hits
         ]
     )

@@ -4,3 +4,7 @@ from services.interactions.models.base import Base, customer_scope
 from services.interactions.models.interaction import Interaction
 
 __all__ = ["Base", "Interaction", "customer_scope"]
+from services.interactions.models.survey import SurveyResponse
+from services.interactions.models.ticket import SlaPolicy, Ticket, TicketComment
+
+__all__ += ["SlaPolicy", "SurveyResponse", "Ticket", "TicketComment"]

@@ -1,6 +1,7 @@
 from sqlalchemy.orm import DeclarativeBase
 
 from shared.db import schema_metadata
+from shared.idempotency import idempotency_table
 from shared.messaging import outbox_tables
 from shared.privacy import customer_scope_table
 
@@ -14,3 +15,4 @@ class Base(DeclarativeBase):
 outbox_tables(Base.metadata)
 #: Who owns each customer (from customer events): the data scope of this part's rows.
 customer_scope = customer_scope_table(Base.metadata)
+idempotency_table(Base.metadata)

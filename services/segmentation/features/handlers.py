@@ -12,6 +12,7 @@ from services.segmentation.features.repository import CustomerFeaturesRepository
 from shared.events import (
     CustomerCreated,
     CustomerErased,
+    CustomerMerged,
     Envelope,
     InteractionRecorded,
     OrderPlaced,
@@ -47,3 +48,10 @@ async def on_customer_erased(
     # The row holds the display name: a privacy erase removes it with the rest. An order
     # event that arrives later starts a fresh, nameless row.
     await CustomerFeaturesRepository(session).forget(event.customer_id)
+
+
+async def on_customer_merged(
+    session: AsyncSession, event: CustomerMerged, envelope: Envelope
+) -> None:
+    """The duplicate's features are the survivor's now."""
+    await CustomerFeaturesRepository(session).fold_into(event.customer_id, event.merged_id)

@@ -2,7 +2,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import Numeric, Text, cast, delete, func, literal, select
+from sqlalchemy import Numeric, Text, cast, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,3 +92,33 @@ class CustomerFeaturesRepository:
         await self.session.execute(
             delete(CustomerFeatures).where(CustomerFeatures.customer_id == customer_id)
         )
+
+    async def fold_into(self, survivor_id: UUID, merged_id: UUID) -> None:
+        """A merge: add the duplicate's counts and spend to the survivor's, then forget it."""
+        merged = await self.session.get(CustomerFeatures, merged_id, with_for_update=True)
+        if merged is None:
+            return
+        survivor = await self.session.get(CustomerFeatures, survivor_id, with_for_update=True)
+        if survivor is None:  # nothing known about the survivor yet: the row changes hands
+            await self.session.execute(
+                update(CustomerFeatures)
+                .where(CustomerFeatures.customer_id == merged_id)
+                .values(customer_id=survivor_id)
+            )
+            return
+        survivor.order_count += merged.order_count
+        survivor.interaction_count += merged.interaction_count
+        spent = dict(survivor.total_spent)
+        for currency, amount in merged.total_spent.items():
+            spent[currency] = str(Decimal(spent.get(currency, "0")) + Decimal(amount))
+        survivor.total_spent = spent
+        survivor.last_order_at = _latest(survivor.last_order_at, merged.last_order_at)
+        survivor.last_interaction_at = _latest(
+            survivor.last_interaction_at, merged.last_interaction_at
+        )
+        await self.session.delete(merged)
+        await self.session.flush()
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max((t for t in (a, b) if t is not None), default=None)

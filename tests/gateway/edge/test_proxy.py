@@ -42,10 +42,29 @@ class TestProxiedCustomer:
         assert body["display_name"] == "张伟"
         assert body["emails"] == [email]
 
+        assert created.headers["location"] == f"/api/v1/customers/{body['id']}"
+
         fetched = await lab.client.get(f"/api/v1/customers/{body['id']}", headers=lab.auth())
         assert fetched.status_code == 200
         assert fetched.json() == body
         assert fetched.headers["content-type"] == "application/json"
+        assert fetched.headers["etag"] == created.headers["etag"]
+
+    async def test_if_match_reaches_the_service_and_a_stale_write_is_a_412(self, lab: Gateway):
+        created = await lab.client.post(
+            "/api/v1/customers", json={"display_name": "Etag"}, headers=lab.auth("admin")
+        )
+        url = f"/api/v1/customers/{created.json()['id']}"
+        etag = created.headers["etag"]
+        first = await lab.client.patch(
+            url, json={"tags": ["a"]}, headers={**lab.auth("admin"), "If-Match": etag}
+        )
+        assert first.status_code == 200
+        stale = await lab.client.patch(
+            url, json={"tags": ["b"]}, headers={**lab.auth("admin"), "If-Match": etag}
+        )
+        assert stale.status_code == 412
+        assert stale.headers["content-type"] == PROBLEM
 
     async def test_a_missing_customer_is_the_services_own_404_problem(self, lab: Gateway):
         response = await lab.client.get(f"/api/v1/customers/{uuid.uuid4()}", headers=lab.auth())
