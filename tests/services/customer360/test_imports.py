@@ -168,6 +168,14 @@ class TestImportCustomers:
         assert "identity key" in errors[3][2]
         assert len(await customers_with(app, "nd1@example.com")) == 1
 
+    async def test_imported_customers_are_searchable(self, client):
+        job = await upload(client, "display_name,email\n欧阳娜娜,ouyang@example.com\n".encode())
+        assert job["created"] == 1
+        response = await client.get("/customers:search", params={"q": "欧阳"}, headers=WRITE)
+        assert response.status_code == 200
+        names = [h["customer"]["display_name"] for h in response.json()["items"]]
+        assert names[0] == "欧阳娜娜"
+
     async def test_accepts_semicolons(self, client, app):
         job = await upload(client, b"display_name;email\nSemi Colon;semi@example.com\n")
         assert job["created"] == 1
