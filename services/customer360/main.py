@@ -1,5 +1,6 @@
 """customer360: ``uvicorn --factory services.customer360.main:create_app``."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,11 +12,18 @@ from services.customer360.imports.service import fail_interrupted
 from services.customer360.subscriptions import subscriptions
 from shared.app import create_app as create_part_app
 
+log = logging.getLogger(__name__)
+
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with app.state.database.session() as session:
-        await fail_interrupted(session)
+    # Best effort: the service starts (and /ready says why it is not ready) even when the
+    # database is down; stale imports are then failed at the next start instead.
+    try:
+        async with app.state.database.session() as session:
+            await fail_interrupted(session)
+    except Exception as exc:  # any database error: start anyway
+        log.warning("could not mark interrupted imports failed: %s", exc)
     yield
 
 
