@@ -6,6 +6,7 @@ rapport token            mint a development access token for the gateway (--role
 rapport internal-token   mint an internal token to call a service directly (development)
 rapport asyncapi         print the AsyncAPI document of Rapport's events
 rapport kafka            run a single-node Apache Kafka (KRaft; jars fetched with Maven)
+rapport import FILE      import customers from CSV/NDJSON through the public API
 """
 
 from __future__ import annotations
@@ -169,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     kafka.add_argument("--port", type=int, default=9092)
     kafka.set_defaults(func=_kafka)
     commands.add_parser("asyncapi", help="print the AsyncAPI document").set_defaults(func=_asyncapi)
+    # customer360 owns imports; loaded by path so shared never imports a service.
+    importer = commands.add_parser("import", help="import customers from a CSV/NDJSON file")
+    load("services.customer360.imports.cli:add_arguments")(importer)
+    importer.set_defaults(func=lambda a: load("services.customer360.imports.cli:main")(a))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result: int = args.func(args)

@@ -3,6 +3,7 @@ from fastapi import APIRouter
 from services.customer360.custom_fields.endpoints import router as custom_fields_router
 from services.customer360.customer.endpoints import router as customer_router
 from services.customer360.identity.endpoints import router as identity_router
+from services.customer360.imports.endpoints import router as import_router
 from services.customer360.privacy.endpoints import router as privacy_router
 from services.customer360.search.endpoints import router as search_router
 from services.customer360.view.endpoints import router as view_router
@@ -14,4 +15,5 @@ routers: list[APIRouter] = [
     custom_fields_router,
     view_router,
     privacy_router,
+    import_router,
 ]

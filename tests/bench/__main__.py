@@ -2,7 +2,7 @@
 
 import asyncio
 
-from tests.bench import customer_search, gateway, outbox, webhooks
+from tests.bench import customer_import, customer_search, gateway, outbox, webhooks
 
 if __name__ == "__main__":
     asyncio.run(outbox.main())
@@ -12,3 +12,5 @@ if __name__ == "__main__":
     webhooks.main()
     print()
     customer_search.main()
+    print()
+    asyncio.run(customer_import.main())

@@ -8,6 +8,7 @@ from services.customer360.models.customer import (
     CustomerIdentity,
     CustomFieldDefinition,
 )
+from services.customer360.models.imports import IMPORT_STATUSES, ImportJob, ImportRowError
 from services.customer360.models.view import (
     CustomerOrder,
     CustomerSpend,
@@ -18,6 +19,7 @@ from services.customer360.models.view import (
 
 __all__ = [
     "CUSTOMER_STATUSES",
+    "IMPORT_STATUSES",
     "AuditEntry",
     "Base",
     "CustomFieldDefinition",
@@ -27,5 +29,7 @@ __all__ = [
     "CustomerSpend",
     "CustomerSummary",
     "CustomerTicket",
+    "ImportJob",
+    "ImportRowError",
     "TimelineEntry",
 ]

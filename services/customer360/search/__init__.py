@@ -1,0 +1,1 @@
+"""Customer search: ``GET /customers:search`` ranked by pg_trgm similarity."""

@@ -1,0 +1,1 @@
+"""Bulk customer import: ``POST /imports/customers`` (CSV or NDJSON), jobs and row errors."""
