@@ -25,6 +25,7 @@ from gateway import openapi
 from gateway.auth import admin as auth_admin
 from gateway.config import Settings
 from gateway.edge import EdgeMiddleware
+from gateway.routes import PUBLIC_PREFIX
 from gateway.state import StateSlot, gateway_lifespan
 from gateway.subscriptions import subscriptions
 from gateway.webhooks import admin as webhooks_admin
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     slot = StateSlot()
     app = create_part_app(
         settings,
+        upload_prefixes=(f"{PUBLIC_PREFIX}/imports/",),
         title="Rapport API",
         description=(
             "The public API of Rapport. Every `/api/v1` operation needs a bearer token "

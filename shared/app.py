@@ -114,6 +114,7 @@ def create_app(
     authenticated: bool = True,
     middleware: Sequence[Middleware] = (),
     lifespan_extension: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    upload_prefixes: tuple[str, ...] = (),
 ) -> FastAPI:
     """Build one part's app. Its routers require an internal token unless ``authenticated``
     is false (the gateway authenticates on its own). ``middleware`` runs inside the request
@@ -152,6 +153,8 @@ def create_app(
         RequestContextMiddleware,
         service=settings.service_name,
         max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        upload_prefixes=upload_prefixes,
     )
 
     @app.get("/health", tags=["operations"], summary="Liveness: the process answers")

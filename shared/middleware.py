@@ -26,10 +26,23 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        max_body_bytes: int,
+        max_upload_bytes: int | None = None,
+        upload_prefixes: tuple[str, ...] = (),
+    ) -> None:
+        """``max_body_bytes`` bounds every request body, except under ``upload_prefixes``
+        (file uploads such as imports, streamed to disk by their endpoints), where
+        ``max_upload_bytes`` does."""
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes or max_body_bytes
+        self.upload_prefixes = upload_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,10 +70,15 @@ class RequestContextMiddleware:
                 ]
             await send(message)
 
+        limit = (
+            self.max_upload_bytes
+            if self.upload_prefixes and scope["path"].startswith(self.upload_prefixes)
+            else self.max_body_bytes
+        )
         try:
             declared = headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                await self._too_large(scope, receive, send_with_id)
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                await self._too_large(scope, receive, send_with_id, limit)
                 return
             received = 0
 
@@ -69,12 +87,10 @@ class RequestContextMiddleware:
                 message = await receive()
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
-                    if received > self.max_body_bytes:
+                    if received > limit:
                         # An HTTPException, because FastAPI turns any other error raised
                         # while reading the body into a 400.
-                        raise HTTPException(
-                            413, f"the request body exceeds {self.max_body_bytes} bytes"
-                        )
+                        raise HTTPException(413, f"the request body exceeds {limit} bytes")
                 return message
 
             await self.app(scope, limited_receive, send_with_id)
@@ -98,11 +114,11 @@ class RequestContextMiddleware:
             request_id_var.reset(rid_token)
             trace_id_var.reset(tid_token)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(
             413,
             PayloadTooLarge.slug,
-            f"the request body exceeds {self.max_body_bytes} bytes",
+            f"the request body exceeds {limit} bytes",
             extensions={"instance": scope["path"], "request_id": scope["state"]["request_id"]},
         )
         await response(scope, receive, send)

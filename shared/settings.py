@@ -94,6 +94,9 @@ class RapportSettings(BaseSettings):
     internal_token_ttl_s: int = 120
 
     max_body_bytes: int = Field(default=1_048_576, description="Largest request body accepted.")
+    max_upload_bytes: int = Field(
+        default=4 * 1024**3, description="Largest file upload (imports), streamed to disk."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -35,5 +35,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=routers,
         subscriptions=subscriptions,
         lifespan_extension=_lifespan,
+        upload_prefixes=("/imports/",),
         openapi_tags=[{"name": "customers", "description": "Customer profiles"}],
     )

@@ -225,6 +225,10 @@ async def test_merge_moves_records_and_erase_leaves_no_personal_data(make_settin
         assert kept.json()["items"][0]["shipping_address"] is None
         async with database.session() as session:
             json_nulls = await session.scalar(
-                text("SELECT count(*) FROM orders.\"order\" WHERE shipping_address = 'null'::jsonb")
+                text(
+                    'SELECT count(*) FROM orders."order" WHERE customer_id = :c '
+                    "AND shipping_address = 'null'::jsonb"
+                ),
+                {"c": survivor_id},
             )
         assert json_nulls == 0

@@ -57,7 +57,7 @@ class Order(Base):
     source: Mapped[str | None] = mapped_column(String(50))
     external_id: Mapped[str | None] = mapped_column(String(200))
     #: Personal data of the order (shipping/billing address, contact); anonymised on erase.
-    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     note: Mapped[str | None] = mapped_column(String(2000))
     placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     fulfilled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

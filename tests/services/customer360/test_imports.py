@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 
 import httpx
 import pytest
@@ -298,3 +299,17 @@ class TestImportCommand:
         assert "1 created" in out.getvalue()
         assert "row 2: email:" in out.getvalue()
         assert len(await customers_with(app, "cli@example.com")) == 1
+
+
+async def test_uploads_may_exceed_the_request_body_limit_other_requests_may_not(make_settings):
+    app = create_app(make_settings(Settings, max_body_bytes=2048, max_upload_bytes=1_000_000))
+    rows = "".join(f"Person {i},p{i}.{uuid.uuid4().hex[:6]}@example.com\n" for i in range(200))
+    body = ("display_name,email\n" + rows).encode()
+    assert len(body) > 2048
+    async with api_client(app) as client:
+        job = await upload(client, body)
+        assert job["status"] in ("queued", "running", "done")
+        too_big = await client.post("/customers", json={"display_name": "x" * 3000}, headers=WRITE)
+        assert too_big.status_code == 413
+        huge = await client.post("/imports/customers", content=body * 200, headers=CSV)
+        assert huge.status_code == 413
