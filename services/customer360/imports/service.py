@@ -59,6 +59,10 @@ def _chunks(
         yield chunk
 
 
+class _KeyRace(Exception):
+    """An identity key of the chunk was claimed concurrently; the chunk is applied again."""
+
+
 async def apply_chunk(
     session: AsyncSession, job_id: UUID, actor: str, chunk: list[ImportRow | list[RowError]]
 ) -> tuple[int, int, int]:
@@ -130,11 +134,20 @@ async def apply_chunk(
 
     if new:
         await session.execute(insert(Customer), list(new.values()))
-    if claims:
-        await session.execute(
-            pg_insert(CustomerIdentity).on_conflict_do_nothing(),
-            [{"kind": k, "value": v, "customer_id": c} for (k, v), c in claims.items()],
+    claim_rows = [{"kind": k, "value": v, "customer_id": c} for (k, v), c in claims.items()]
+    claimed = 0
+    for start in range(0, len(claim_rows), 5_000):  # 3 parameters a row, 32,767 at most
+        result = await session.execute(
+            pg_insert(CustomerIdentity)
+            .values(claim_rows[start : start + 5_000])
+            .on_conflict_do_nothing()
+            .returning(CustomerIdentity.kind)
         )
+        claimed += len(result.all())
+    if claimed < len(claim_rows):
+        # A concurrent writer claimed one of these keys since we looked: roll the chunk back
+        # and apply it again, which now finds that customer and updates it.
+        raise _KeyRace()
     audit: list[dict[str, Any]] = []
     events: list[Event] = []
     for customer_id, values in new.items():
@@ -249,8 +262,14 @@ async def run_job(
             chunk = await asyncio.to_thread(lambda: next(_chunks(rows), None))
             if chunk is None:
                 break
-            async with database.session() as session:
-                await apply_chunk(session, job_id, actor, chunk)
+            for attempt in range(3):
+                try:
+                    async with database.session() as session:
+                        await apply_chunk(session, job_id, actor, chunk)
+                    break
+                except _KeyRace:
+                    if attempt == 2:
+                        raise
         status, error = "done", None
     except Exception as exc:
         log.exception("import job %s failed", job_id)

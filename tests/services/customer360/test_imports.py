@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import uuid
@@ -313,3 +314,32 @@ async def test_uploads_may_exceed_the_request_body_limit_other_requests_may_not(
         assert too_big.status_code == 413
         huge = await client.post("/imports/customers", content=body * 200, headers=CSV)
         assert huge.status_code == 413
+
+
+async def test_racing_imports_of_the_same_new_people_make_each_person_once(make_settings):
+    app = create_app(make_settings(Settings))
+    tag = uuid.uuid4().hex[:8]
+    rows = "".join(f"Racer {i},racer{i}.{tag}@example.com\n" for i in range(300))
+    body = ("display_name,email\n" + rows).encode()
+    async with api_client(app, rollback=False) as client:
+        jobs = await asyncio.gather(*(upload(client, body) for _ in range(3)))
+
+        async def finished() -> list[dict]:  # type: ignore[type-arg]
+            states = [(await client.get(f"/imports/{j['id']}", headers=WRITE)).json() for j in jobs]
+            return states if all(s["status"] in ("done", "failed") for s in states) else []
+
+        async with asyncio.timeout(60):
+            while not (states := await finished()):
+                await asyncio.sleep(0.1)
+    assert [s["status"] for s in states] == ["done"] * 3
+    async with app.state.database.session() as session:
+        per_email = await session.execute(
+            text(
+                "SELECT e, count(*) FROM customer360.customer, unnest(emails) AS e "
+                "WHERE e LIKE :pattern GROUP BY e"
+            ),
+            {"pattern": f"%.{tag}@example.com"},
+        )
+        counts = dict(per_email.all())
+    assert len(counts) == 300
+    assert set(counts.values()) == {1}
