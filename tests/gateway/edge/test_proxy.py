@@ -307,3 +307,26 @@ class TestUpstreamFailures:
             ) as response:
                 assert response.status_code == 200
                 await response.aread()
+
+
+class TestUploads:
+    async def test_an_import_may_exceed_the_body_limit_that_other_requests_keep(self, lab: Gateway):
+        tag = uuid.uuid4().hex[:8]
+        rows = "".join(
+            f"Uploader {i},up{i}.{tag}@example.com\n" for i in range(MAX_BODY // 30 + 1000)
+        )
+        body = ("display_name,email\n" + rows).encode()
+        assert len(body) > MAX_BODY
+        response = await lab.client.post(
+            "/api/v1/imports/customers",
+            content=body,
+            headers={**lab.auth("admin"), "content-type": "text/csv"},
+        )
+        assert response.status_code == 202, response.text
+        assert response.headers["location"] == f"/api/v1/imports/{response.json()['id']}"
+        refused = await lab.client.post(
+            "/api/v1/customers",
+            content=b'{"display_name": "' + b"x" * MAX_BODY + b'"}',
+            headers={**lab.auth("admin"), "content-type": "application/json"},
+        )
+        assert refused.status_code == 413
