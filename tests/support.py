@@ -24,7 +24,8 @@ def bearer(
     principal = Principal(
         subject=subject, scopes=frozenset(scopes), scope_mode=scope_mode, team=team
     )
-    token = mint_internal_token(principal, secret or DEV_INTERNAL_SECRET)
+    # Long-lived: tokens are minted when test modules load, long before some tests run.
+    token = mint_internal_token(principal, secret or DEV_INTERNAL_SECRET, ttl_s=6 * 3600)
     return {"Authorization": f"Bearer {token}"}
 
 
