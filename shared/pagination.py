@@ -17,9 +17,10 @@ from uuid import UUID
 
 from fastapi import Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Select, tuple_
+from sqlalchemy import ColumnElement, DateTime, Integer, Select, String, Uuid, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.types import TypeEngine
 
 from shared.errors import BadRequest
 
@@ -92,16 +93,22 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
         ) from None
 
 
+#: Column types whose cursor values are checked, and the Python type a value must have.
+_CURSOR_TYPES: tuple[tuple[type[TypeEngine[Any]], type], ...] = (
+    (DateTime, datetime),
+    (Uuid, UUID),
+    (String, str),
+    (Integer, int),
+)
+
+
 def _check_types(
     keys: Sequence[QueryableAttribute[Any] | ColumnElement[Any]], values: Sequence[Any]
 ) -> None:
     """Refuse a cursor made for another sort order (its values have other types)."""
     for key, value in zip(keys, values, strict=True):
-        try:
-            expected = key.type.python_type
-        except NotImplementedError:
-            continue
-        if value is not None and not isinstance(value, expected):
+        expected = next((py for sa, py in _CURSOR_TYPES if isinstance(key.type, sa)), None)
+        if expected is not None and value is not None and not isinstance(value, expected):
             raise BadRequest(
                 "invalid cursor for this list and sort order",
                 errors=[{"pointer": "/query/cursor", "detail": "invalid"}],
