@@ -52,6 +52,7 @@ __all__ = [
     "install_problem_handlers",
     "problem_response",
     "problem_responses",
+    "raise_if_invalid",
 ]
 
 PROBLEM_JSON = "application/problem+json"
@@ -151,6 +152,15 @@ class PayloadTooLarge(RapportError):
 class UnprocessableEntity(RapportError):
     status = 422
     slug = "validation-failed"
+
+
+def raise_if_invalid(errors: Sequence[Mapping[str, Any]]) -> None:
+    """422 listing every ``{"pointer", "detail"}`` found, if any: all at once, not the
+    first one only."""
+    if errors:
+        raise UnprocessableEntity(
+            "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors[:5]), errors=errors
+        )
 
 
 class TooManyRequests(RapportError):

@@ -28,7 +28,7 @@ from services.customer360.customer.normalize import (
 from services.customer360.customer.schemas import CustomerCreate, CustomerPatch
 from services.customer360.models import AuditEntry, Customer
 from shared.auth import Principal
-from shared.errors import PreconditionFailed, UnprocessableEntity
+from shared.errors import PreconditionFailed, raise_if_invalid
 from shared.events import (
     CustomerConsentChanged,
     CustomerCreated,
@@ -129,13 +129,6 @@ def _consent_state(
     }
 
 
-def _raise(errors: list[dict[str, str]]) -> None:
-    if errors:
-        raise UnprocessableEntity(
-            "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors[:5]), errors=errors
-        )
-
-
 async def create_customer(
     session: AsyncSession,
     data: CustomerCreate,
@@ -163,7 +156,7 @@ async def create_customer(
     display_name = data.display_name or display_name_of(data.given_name, data.family_name)
     if display_name is None:
         errors.append({"pointer": "/body/display_name", "detail": "give a display_name or names"})
-    _raise(errors)
+    raise_if_invalid(errors)
     assert display_name is not None
 
     keys = identity_keys(emails, phones, dict(data.external_ids or {}))
@@ -327,7 +320,7 @@ async def update_customer(
                 consent_changes[channel] = _consent_state({channel: decision}, None, now)[channel]
                 consent[channel] = consent_changes[channel]
         new["consent"] = consent
-    _raise(errors)
+    raise_if_invalid(errors)
 
     changes = {
         f: (getattr(customer, f), v)

@@ -19,7 +19,7 @@ from services.orders.money import fits_currency, minor_units, quantum
 from services.orders.order.pricing import TRANSITIONS, price_line, refund_status, total_order
 from services.orders.order.schemas import OrderCreate, PaymentCreate, RefundCreate
 from shared.auth import Principal
-from shared.errors import Conflict, NotFound, UnprocessableEntity
+from shared.errors import Conflict, NotFound, raise_if_invalid
 from shared.events import OrderItem, OrderPlaced, OrderStatusChanged
 from shared.messaging import publish
 
@@ -34,17 +34,10 @@ class IllegalTransition(Conflict):
     slug = "illegal-order-transition"
 
 
-def _raise(errors: list[dict[str, str]]) -> None:
-    if errors:
-        raise UnprocessableEntity(
-            "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors[:5]), errors=errors
-        )
-
-
 async def create_order(session: AsyncSession, data: OrderCreate, principal: Principal) -> Order:
     """Price and store an order. A partner order id seen before answers 409 naming it."""
     if data.external_id is not None and data.source is None:
-        _raise([{"pointer": "/body/source", "detail": "required with external_id"}])
+        raise_if_invalid([{"pointer": "/body/source", "detail": "required with external_id"}])
     if data.source is not None and data.external_id is not None:
         existing = await session.scalar(
             select(Order.id).where(
@@ -57,7 +50,7 @@ async def create_order(session: AsyncSession, data: OrderCreate, principal: Prin
             )
     now = datetime.now(UTC)
     if data.placed_at is not None and data.placed_at > now + timedelta(minutes=5):
-        _raise([{"pointer": "/body/placed_at", "detail": "is in the future"}])
+        raise_if_invalid([{"pointer": "/body/placed_at", "detail": "is in the future"}])
 
     ids = {line.product_id for line in data.lines}
     products = {p.id: p for p in await session.scalars(select(Product).where(Product.id.in_(ids)))}
@@ -109,7 +102,7 @@ async def create_order(session: AsyncSession, data: OrderCreate, principal: Prin
                 total=price.total,
             )
         )
-    _raise(errors)
+    raise_if_invalid(errors)
     totals = total_order(
         [
             price_line(li.quantity, li.unit_price, li.discount, li.tax_rate, data.currency)
@@ -200,7 +193,7 @@ async def _move(session: AsyncSession, order: Order, status: str) -> None:
 
 def _money_error(field: str, order: Order, amount: Decimal) -> None:
     if not fits_currency(amount, order.currency):
-        _raise(
+        raise_if_invalid(
             [
                 {
                     "pointer": f"/body/{field}",
