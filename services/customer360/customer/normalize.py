@@ -8,11 +8,12 @@ with Google's libphonenumber (``phonenumbers``) and stored as E.164, external id
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 __all__ = [
     "InvalidValue",
@@ -28,8 +29,37 @@ class InvalidValue(ValueError):
     """A value that cannot be normalised; the message says why, for a problem's ``detail``."""
 
 
+# The everyday shape of an address — ASCII dot-atom local part, ASCII host names, an
+# alphabetic top-level domain — which email_validator accepts unchanged but lower-cased.
+# Anything else (quoted or Unicode parts, IDNA, "--", odd lengths) goes to email_validator.
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9_+-]{1,64}(?:\.[a-z0-9_+-]{1,64})*@"
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}"
+)
+
+
+def _plain_email(text: str) -> str | None:
+    lowered = text.lower()
+    if len(lowered) > 254 or not _PLAIN_EMAIL.fullmatch(lowered):
+        return None
+    local, domain = lowered.rsplit("@", 1)
+    if len(local) > 64 or len(domain) > 253 or "--" in domain:
+        return None
+    if any(domain == d or domain.endswith("." + d) for d in SPECIAL_USE_DOMAIN_NAMES):
+        return None
+    return lowered
+
+
 def normalize_email(value: str) -> str:
-    """``Wei.Zhang@Example.COM`` → ``wei.zhang@example.com`` (syntax checked, no DNS)."""
+    """``Wei.Zhang@Example.COM`` → ``wei.zhang@example.com`` (syntax checked, no DNS).
+
+    Plain ASCII addresses take a fast path that gives exactly email_validator's answer
+    (a property test holds the two together); bulk imports spend most of their parsing time
+    here otherwise.
+    """
+    plain = _plain_email(value.strip())
+    if plain is not None:
+        return plain
     try:
         result = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
