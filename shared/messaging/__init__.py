@@ -2,7 +2,13 @@
 
 from shared.messaging.consumer import ConsumerRunner, Handler, Subscriptions
 from shared.messaging.kafka import Producer, ensure_topics
-from shared.messaging.outbox import OutboxRelay, outbox_tables, publish, write_envelopes
+from shared.messaging.outbox import (
+    OutboxRelay,
+    copy_envelopes,
+    outbox_tables,
+    publish,
+    write_envelopes,
+)
 
 __all__ = [
     "ConsumerRunner",
@@ -10,6 +16,7 @@ __all__ = [
     "OutboxRelay",
     "Producer",
     "Subscriptions",
+    "copy_envelopes",
     "ensure_topics",
     "outbox_tables",
     "publish",

@@ -95,7 +95,14 @@ async def import_customers(
     await session.refresh(job)
     # The job row is committed with the response (request dependency); the task runs after.
     background.add_task(
-        run_job, request.app.state.database, job.id, path, fmt, delimiter, principal.subject
+        run_job,
+        request.app.state.database,
+        job.id,
+        path,
+        fmt,
+        delimiter,
+        principal.subject,
+        request.app.state.settings.default_phone_region,
     )
     response.headers["Location"] = f"/imports/{job.id}"
     return _visible(job, principal)

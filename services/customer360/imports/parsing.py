@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.customer360.customer.normalize import (
     InvalidValue,
@@ -31,6 +31,7 @@ from shared.errors import BadRequest
 
 __all__ = [
     "IDENTITY_COLUMNS",
+    "FieldSpec",
     "ImportRow",
     "RowError",
     "read_rows",
@@ -51,6 +52,17 @@ KNOWN_COLUMNS = {
     "team_id",
 }
 _DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+class FieldSpec(NamedTuple):
+    """What a row needs of a custom field's definition (plain data: it crosses processes)."""
+
+    type: str
+    options: list[Any]
+
+    @classmethod
+    def of(cls, definition: CustomFieldDefinition) -> FieldSpec:
+        return cls(definition.type, list(definition.options or []))
 
 
 class InvalidImportFile(BadRequest):
@@ -194,7 +206,7 @@ def _records(path: Path, fmt: str, delimiter: str) -> Iterator[tuple[int, dict[s
             yield number, parsed
 
 
-def _custom_value(definition: CustomFieldDefinition, value: Any, from_text: bool) -> Any:
+def _custom_value(definition: FieldSpec, value: Any, from_text: bool) -> Any:
     kind = definition.type
     try:
         if kind == "string":
@@ -227,7 +239,11 @@ def _custom_value(definition: CustomFieldDefinition, value: Any, from_text: bool
 
 
 def _row(
-    number: int, record: dict[str, Any], fields: dict[str, CustomFieldDefinition], from_text: bool
+    number: int,
+    record: dict[str, Any],
+    fields: dict[str, FieldSpec],
+    from_text: bool,
+    default_region: str | None,
 ) -> ImportRow | list[RowError]:
     errors: list[RowError] = []
 
@@ -261,7 +277,7 @@ def _row(
     raw_phones = record.get("phones", [record["phone"]] if "phone" in record else [])
     for raw in raw_phones if isinstance(raw_phones, list) else [raw_phones]:
         try:
-            phones.append(normalize_phone(str(raw)))
+            phones.append(normalize_phone(str(raw), default_region))
         except InvalidValue as exc:
             errors.append(RowError(number, "phone", str(exc)))
     external: dict[str, str] = {}
@@ -310,11 +326,18 @@ def _row(
 
 
 def read_rows(
-    path: Path, fmt: str, delimiter: str, fields: dict[str, CustomFieldDefinition]
+    path: Path,
+    fmt: str,
+    delimiter: str,
+    fields: dict[str, FieldSpec],
+    default_region: str | None = None,
 ) -> Iterator[ImportRow | list[RowError]]:
-    """Each data row, normalised, or why it cannot be imported."""
+    """Each data row, normalised, or why it cannot be imported.
+
+    Phones without a country code are read in ``default_region`` (as the API does).
+    """
     for number, record in _records(path, fmt, delimiter):
         if isinstance(record, str):
             yield [RowError(number, None, record)]
         else:
-            yield _row(number, record, fields, from_text=fmt == "csv")
+            yield _row(number, record, fields, fmt == "csv", default_region)

@@ -1,9 +1,10 @@
 """Running an import job: chunks of rows, each chunk one transaction.
 
-A chunk is normalised in Python, its identity keys resolved in one query, then new customers,
-their identity keys, updates of existing customers, audit entries ("imported"), row errors,
-the job's counters and the ``CustomerCreated``/``CustomerUpdated`` outbox rows are written in
-that chunk's transaction — a crash loses at most the chunk in flight, and never leaves rows
+Rows are parsed and normalised ahead of the writer (:mod:`.reader`). A chunk's identity keys
+are resolved in one query, then new customers, their identity keys, updates of existing
+customers, audit entries ("imported"), row errors, the job's counters and the
+``CustomerCreated``/``CustomerUpdated`` outbox rows are written in that chunk's transaction —
+the bulk of it by COPY — so a crash loses at most the chunk in flight, and never leaves rows
 without their events. The job runs in the service process (a task started after the upload
 was accepted). An error marks the job ``failed`` with the reason; if the process dies, the
 job's heartbeat goes stale and :func:`fail_interrupted` marks it ``failed`` when customer360
@@ -14,19 +15,19 @@ upserts), so uploading the file again finishes the work without duplicates.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID, uuid4
 
+import asyncpg
 from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.customer360.customer.identity import owners
-from services.customer360.imports.parsing import ImportRow, RowError, read_rows
+from services.customer360.imports.parsing import FieldSpec, ImportRow, RowError
+from services.customer360.imports.reader import Chunk, ChunkReader
 from services.customer360.models import (
     AuditEntry,
     Customer,
@@ -35,9 +36,9 @@ from services.customer360.models import (
     ImportJob,
     ImportRowError,
 )
-from shared.db import Database
+from shared.db import Database, driver_connection
 from shared.events import CustomerCreated, CustomerUpdated, Event
-from shared.messaging import publish
+from shared.messaging import copy_envelopes, publish
 
 __all__ = ["CHUNK_ROWS", "apply_chunk", "fail_interrupted", "run_job"]
 
@@ -46,17 +47,57 @@ CHUNK_ROWS = 2_000
 _MERGED = ("emails", "phones", "tags")
 
 
-def _chunks(
-    rows: Iterator[ImportRow | list[RowError]],
-) -> Iterator[list[ImportRow | list[RowError]]]:
-    chunk: list[ImportRow | list[RowError]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= CHUNK_ROWS:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+_CUSTOMER_COLUMNS = (
+    "id",
+    "kind",
+    "display_name",
+    "emails",
+    "phones",
+    "tags",
+    "external_ids",
+    "custom_fields",
+    "owner_id",
+    "team_id",
+)
+_JSON_COLUMNS = {"external_ids", "custom_fields", "changes"}
+
+
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
+async def _copy(
+    driver: asyncpg.Connection,
+    model: type[Any],
+    columns: tuple[str, ...],
+    rows: list[dict[str, Any]],
+) -> None:
+    """COPY ``rows`` (dicts keyed by column) into ``model``'s table, in the caller's
+    transaction: several times faster than an INSERT per row (see FIELD-NOTES)."""
+    table = _table(model)
+    await driver.copy_records_to_table(
+        table.name,
+        schema_name=table.schema,
+        columns=columns,
+        records=[
+            tuple(json.dumps(row[c]) if c in _JSON_COLUMNS else row[c] for c in columns)
+            for row in rows
+        ],
+    )
+
+
+async def _owners(session: AsyncSession, keys: list[tuple[str, str]]) -> dict[Any, UUID]:
+    """The customers owning any of ``keys``: one query, the keys sent as two arrays."""
+    if not keys:
+        return {}
+    table = _table(CustomerIdentity)
+    rows = await (await driver_connection(session)).fetch(
+        f"SELECT i.kind, i.value, i.customer_id FROM {table.schema}.{table.name} i"
+        " JOIN unnest($1::text[], $2::text[]) AS k(kind, value) USING (kind, value)",
+        [k for k, _ in keys],
+        [v for _, v in keys],
+    )
+    return {(r["kind"], r["value"]): r["customer_id"] for r in rows}
 
 
 class _KeyRace(Exception):
@@ -64,18 +105,25 @@ class _KeyRace(Exception):
 
 
 async def apply_chunk(
-    session: AsyncSession, job_id: UUID, actor: str, chunk: list[ImportRow | list[RowError]]
+    session: AsyncSession, job_id: UUID, actor: str, chunk: Chunk
 ) -> tuple[int, int, int]:
     """Apply one chunk; returns (created, updated, failed)."""
     now = datetime.now(UTC)
     errors = [e for item in chunk if isinstance(item, list) for e in item]
     failed_rows = {e.number for e in errors}
     rows = [r for r in chunk if isinstance(r, ImportRow)]
-    known = await owners(session, [k for r in rows for k in r.keys])
+    known = await _owners(session, [k for r in rows for k in r.keys])
+    # Locked until the chunk commits: a concurrent import updating the same customer waits
+    # and then merges into what this one wrote, instead of overwriting it.
     current = {
         c.id: c
         for c in (
-            await session.scalars(select(Customer).where(Customer.id.in_(set(known.values()))))
+            await session.scalars(
+                select(Customer)
+                .where(Customer.id.in_(set(known.values())))
+                .order_by(Customer.id)
+                .with_for_update()
+            )
         ).all()
     }
     new: dict[UUID, dict[str, Any]] = {}
@@ -132,23 +180,22 @@ async def apply_chunk(
             if key not in known:
                 claims[key] = customer_id
 
+    driver = await driver_connection(session)
     if new:
-        await session.execute(insert(Customer), list(new.values()))
-    claim_rows = [{"kind": k, "value": v, "customer_id": c} for (k, v), c in claims.items()]
-    claimed = 0
-    for start in range(0, len(claim_rows), 5_000):  # 3 parameters a row, 32,767 at most
-        result = await session.execute(
-            pg_insert(CustomerIdentity)
-            .values(claim_rows[start : start + 5_000])
-            .on_conflict_do_nothing()
-            .returning(CustomerIdentity.kind)
+        await _copy(driver, Customer, _CUSTOMER_COLUMNS, list(new.values()))
+    try:
+        # New keys go in by COPY: a key claimed by a concurrent writer since we looked fails
+        # the chunk, which is rolled back and applied again (it then finds that customer).
+        await driver.copy_records_to_table(
+            _table(CustomerIdentity).name,
+            schema_name=_table(CustomerIdentity).schema,
+            columns=["kind", "value", "customer_id"],
+            records=[(k, v, c) for (k, v), c in claims.items()],
         )
-        claimed += len(result.all())
-    if claimed < len(claim_rows):
-        # A concurrent writer claimed one of these keys since we looked: roll the chunk back
-        # and apply it again, which now finds that customer and updates it.
-        raise _KeyRace()
+    except asyncpg.UniqueViolationError:
+        raise _KeyRace() from None
     audit: list[dict[str, Any]] = []
+    created_events: list[Event] = []
     events: list[Event] = []
     for customer_id, values in new.items():
         audit.append(
@@ -161,7 +208,7 @@ async def apply_chunk(
                 },
             }
         )
-        events.append(
+        created_events.append(
             CustomerCreated(
                 customer_id=customer_id,
                 display_name=values["display_name"],
@@ -208,7 +255,7 @@ async def apply_chunk(
             updates,
         )
     if audit:
-        await session.execute(insert(AuditEntry), audit)
+        await _copy(driver, AuditEntry, ("customer_id", "action", "actor", "changes"), audit)
     if errors:
         await session.execute(
             insert(ImportRowError),
@@ -217,6 +264,10 @@ async def apply_chunk(
                 for e in errors
             ],
         )
+    if created_events:
+        # Created customers' ids were drawn in this transaction: no other writer can hold
+        # their keys, so their events skip the per-key lock (see copy_envelopes).
+        await copy_envelopes(session, created_events)
     if events:
         await publish(session, *events)
     created, updated_, failed = (
@@ -239,13 +290,20 @@ async def apply_chunk(
 
 
 async def run_job(
-    database: Database, job_id: UUID, path: Path, fmt: str, delimiter: str, actor: str
+    database: Database,
+    job_id: UUID,
+    path: Path,
+    fmt: str,
+    delimiter: str,
+    actor: str,
+    default_region: str | None = None,
 ) -> None:
     """Import the spooled file chunk by chunk, then delete it; mark the job done or failed."""
     try:
         async with database.session() as session:
             fields = {
-                d.key: d for d in (await session.scalars(select(CustomFieldDefinition))).all()
+                d.key: FieldSpec.of(d)
+                for d in (await session.scalars(select(CustomFieldDefinition))).all()
             }
             await session.execute(
                 update(ImportJob)
@@ -256,20 +314,17 @@ async def run_job(
                     heartbeat_at=datetime.now(UTC),
                 )
             )
-        rows = read_rows(path, fmt, delimiter, fields)
-        while True:
-            # Parsing and normalising is CPU work: off the event loop.
-            chunk = await asyncio.to_thread(lambda: next(_chunks(rows), None))
-            if chunk is None:
-                break
-            for attempt in range(3):
-                try:
-                    async with database.session() as session:
-                        await apply_chunk(session, job_id, actor, chunk)
-                    break
-                except _KeyRace:
-                    if attempt == 2:
-                        raise
+        reader = ChunkReader(path, fmt, delimiter, fields, default_region, CHUNK_ROWS)
+        async with reader as chunks:
+            async for chunk in chunks:
+                for attempt in range(3):
+                    try:
+                        async with database.session() as session:
+                            await apply_chunk(session, job_id, actor, chunk)
+                        break
+                    except _KeyRace:
+                        if attempt == 2:
+                            raise
         status, error = "done", None
     except Exception as exc:
         log.exception("import job %s failed", job_id)

@@ -13,7 +13,9 @@ import pytest_asyncio
 from sqlalchemy import text
 
 from services.customer360.config import Settings
+from services.customer360.imports import reader
 from services.customer360.imports.cli import run_import
+from services.customer360.imports.parsing import ImportRow, read_rows
 from services.customer360.imports.service import fail_interrupted
 from services.customer360.main import create_app
 from tests.support import api_client, bearer
@@ -343,3 +345,41 @@ async def test_racing_imports_of_the_same_new_people_make_each_person_once(make_
         counts = dict(per_email.all())
     assert len(counts) == 300
     assert set(counts.values()) == {1}
+
+
+async def test_a_big_file_is_parsed_in_a_child_process_with_the_same_result(
+    client, app, monkeypatch
+):
+    modes: list[bool] = []
+    enter = reader.ChunkReader.__aenter__
+
+    async def record_mode(self: reader.ChunkReader) -> reader.ChunkReader:
+        modes.append(self.in_process)
+        return await enter(self)
+
+    monkeypatch.setattr(reader, "PROCESS_FROM_BYTES", 0)
+    monkeypatch.setattr(reader.ChunkReader, "__aenter__", record_mode)
+    tag = uuid.uuid4().hex[:8]
+    body = (
+        "display_name,email,phone\n"
+        f"Process One,one.{tag}@example.com,+8613812340001\n"
+        "Bad Mail,not-an-email,\n"
+        f"Process Two,two.{tag}@example.com,\n"
+    ).encode()
+    job = await upload(client, body)
+    assert modes == [True]
+    assert (job["status"], job["created"], job["failed"]) == ("done", 2, 1)
+    assert [(n, f) for n, f, _ in await errors_of(client, job["id"])] == [(2, "email")]
+    [row] = await customers_with(app, f"one.{tag}@example.com")
+    assert (row.display_name, row.phones) == ("Process One", ["+8613812340001"])
+
+
+async def test_phones_without_a_country_code_are_read_in_the_default_region(tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_text("display_name,phone\nWang Fang,138 1234 5678\n", encoding="utf-8")
+    [local] = read_rows(path, "csv", ",", {}, default_region="CN")
+    assert isinstance(local, ImportRow)
+    assert local.phones == ["+8613812345678"]
+    [refused] = read_rows(path, "csv", ",", {})
+    assert isinstance(refused, list)
+    assert refused[0].field == "phone"
