@@ -80,10 +80,11 @@ class ImportRow:
     owner_id: str | None = None
     team_id: str | None = None
     custom_fields: dict[str, Any] = field(default_factory=dict)
+    #: The identity keys, worked out once by the parser (the writer reads them several times).
+    keys: list[tuple[str, str]] = field(init=False)
 
-    @property
-    def keys(self) -> list[tuple[str, str]]:
-        return identity_keys(self.emails, self.phones, self.external_ids)
+    def __post_init__(self) -> None:
+        self.keys = identity_keys(self.emails, self.phones, self.external_ids)
 
 
 @dataclass

@@ -62,6 +62,10 @@ _CUSTOMER_COLUMNS = (
 _JSON_COLUMNS = {"external_ids", "custom_fields", "changes"}
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value) if value else "{}"  # most rows have no external ids or fields
+
+
 def _table(model: type[Any]) -> Table:
     return cast(Table, model.__table__)
 
@@ -80,8 +84,7 @@ async def _copy(
         schema_name=table.schema,
         columns=columns,
         records=[
-            tuple(json.dumps(row[c]) if c in _JSON_COLUMNS else row[c] for c in columns)
-            for row in rows
+            tuple(_json(row[c]) if c in _JSON_COLUMNS else row[c] for c in columns) for row in rows
         ],
     )
 
