@@ -3,6 +3,6 @@ outbox through which received webhooks reach ``rapport.webhook.v1``."""
 
 from gateway.models.api_key import ApiKey
 from gateway.models.base import Base
-from gateway.models.webhook import WebhookReceipt, WebhookSecret, WebhookSource
+from gateway.models.webhook import ErasedCustomer, WebhookReceipt, WebhookSecret, WebhookSource
 
-__all__ = ["ApiKey", "Base", "WebhookReceipt", "WebhookSecret", "WebhookSource"]
+__all__ = ["ApiKey", "Base", "ErasedCustomer", "WebhookReceipt", "WebhookSecret", "WebhookSource"]

@@ -69,3 +69,17 @@ class WebhookReceipt(Base):
     status_detail: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     replays: Mapped[int] = mapped_column(Integer, default=0)
+    #: The customer the consuming service resolved the webhook to (from its report).
+    customer_id: Mapped[UUID | None] = mapped_column(index=True)
+    #: Set when that customer was erased: body and headers are emptied then.
+    body_erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ErasedCustomer(Base):
+    """Customers erased in customer360 (ids only), so a report about a webhook that arrives
+    after the erase still erases the webhook's body."""
+
+    __tablename__ = "erased_customer"
+
+    customer_id: Mapped[UUID] = mapped_column(primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -2,11 +2,17 @@
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.webhooks.service import record_outcome
-from shared.events import Envelope, WebhookProcessed
+from gateway.webhooks.service import erase_customer, record_outcome
+from shared.events import CustomerErased, Envelope, WebhookProcessed
 
 
 async def on_webhook_processed(
     session: AsyncSession, event: WebhookProcessed, envelope: Envelope
 ) -> None:
     await record_outcome(session, event)
+
+
+async def on_customer_erased(
+    session: AsyncSession, event: CustomerErased, envelope: Envelope
+) -> None:
+    await erase_customer(session, event.customer_id)

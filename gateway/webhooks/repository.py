@@ -2,13 +2,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.models import WebhookReceipt, WebhookSecret, WebhookSource
+from gateway.models import ErasedCustomer, WebhookReceipt, WebhookSecret, WebhookSource
 from shared.events import Envelope
 from shared.pagination import CursorParams, paginate
 
@@ -93,11 +95,37 @@ class WebhookRepository:
         status: str,
         detail: str | None,
         processed_at: datetime,
+        customer_id: UUID | None,
     ) -> None:
+        values: dict[str, Any] = {
+            "status": status,
+            "status_detail": detail,
+            "processed_at": processed_at,
+        }
+        if customer_id is not None:
+            values["customer_id"] = customer_id
         await self.session.execute(
             update(WebhookReceipt)
             .where(WebhookReceipt.source == source, WebhookReceipt.webhook_id == webhook_id)
-            .values(status=status, status_detail=detail, processed_at=processed_at)
+            .values(values)
+        )
+
+    async def erase_bodies(self, customer_id: UUID) -> int:
+        """Empty the body and headers of the customer's webhooks, if the customer was erased."""
+        result = await self.session.execute(
+            update(WebhookReceipt)
+            .where(
+                WebhookReceipt.customer_id == customer_id,
+                WebhookReceipt.body_erased_at.is_(None),
+                exists().where(ErasedCustomer.customer_id == customer_id),
+            )
+            .values(body=b"", headers={}, body_erased_at=func.now())
+        )
+        return int(getattr(result, "rowcount", 0))
+
+    async def remember_erased(self, customer_id: UUID) -> None:
+        await self.session.execute(
+            pg_insert(ErasedCustomer).values(customer_id=customer_id).on_conflict_do_nothing()
         )
 
 

@@ -71,6 +71,12 @@ class ReceiptRead(BaseModel):
     status_detail: str | None
     processed_at: datetime | None
     replays: int
+    customer_id: UUID | None = Field(
+        default=None, description="The customer the consuming service resolved it to."
+    )
+    body_erased_at: datetime | None = Field(
+        default=None, description="When body and headers were erased with the customer."
+    )
 
 
 class ReceiptDetail(ReceiptRead):

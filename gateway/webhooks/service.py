@@ -146,6 +146,11 @@ def _received_event(
 
 async def replay(session: AsyncSession, receipt: WebhookReceipt) -> WebhookReceipt:
     """Publish a stored webhook again (a new event id, so consumers apply it again)."""
+    if receipt.body_erased_at is not None:
+        raise Conflict(
+            "this webhook's body was erased with its customer; it cannot be replayed",
+            body_erased_at=receipt.body_erased_at.isoformat(),
+        )
     await publish(
         session,
         _received_event(
@@ -185,10 +190,23 @@ async def rotate_secret(
 
 
 async def record_outcome(session: AsyncSession, event: WebhookProcessed) -> None:
-    await WebhookRepository(session).set_status(
+    repository = WebhookRepository(session)
+    await repository.set_status(
         event.source,
         event.webhook_id,
         status=event.status,
         detail=(f"{event.processed_by}: {event.detail}" if event.detail else event.processed_by),
         processed_at=event.processed_at,
+        customer_id=event.resolved_customer_id,
     )
+    if event.resolved_customer_id is not None:
+        # The customer may have been erased before this report arrived.
+        await repository.erase_bodies(event.resolved_customer_id)
+
+
+async def erase_customer(session: AsyncSession, customer_id: UUID) -> int:
+    """A customer was erased: empty the stored bodies of the webhooks about them (and those
+    reported later). Returns how many receipts were emptied now."""
+    repository = WebhookRepository(session)
+    await repository.remember_erased(customer_id)
+    return await repository.erase_bodies(customer_id)

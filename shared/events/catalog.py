@@ -325,3 +325,8 @@ class WebhookProcessed(Event):
     detail: str | None = None
     processed_by: str = Field(examples=["orders"])
     processed_at: datetime
+    resolved_customer_id: UUID | None = Field(
+        default=None,
+        description="The customer the webhook was about, when the service resolved one: the"
+        " gateway erases the stored body and headers when that customer is erased.",
+    )

@@ -16,8 +16,8 @@ from sqlalchemy import text
 from gateway.auth.dev import mint_dev_token
 from gateway.config import Settings
 from gateway.main import create_app
-from gateway.webhooks.handlers import on_webhook_processed
-from shared.events import Envelope, WebhookProcessed, webhook_key
+from gateway.webhooks.handlers import on_customer_erased, on_webhook_processed
+from shared.events import CustomerErased, Envelope, Event, WebhookProcessed, webhook_key
 from shared.standard_webhooks import sign
 from tests.support import api_client
 
@@ -277,6 +277,47 @@ class TestDeliveryLog:
         (receipt,) = listed.json()["items"]
         assert receipt["webhook_id"] == headers["webhook-id"]
         assert receipt["status_detail"] == "orders: unknown order id 42"
+
+    @pytest.mark.parametrize("erase_first", [False, True], ids=["report-first", "erase-first"])
+    async def test_erasing_the_customer_erases_the_stored_body(
+        self, client, app, source, admin, erase_first
+    ):
+        body = b'{"email": "erase.me@example.com", "order": "A-1"}'
+        headers = signed(source["secret"]["secret"], body)
+        receipt_id = (
+            await client.post(f"/webhooks/{source['name']}", content=body, headers=headers)
+        ).json()["receipt_id"]
+        customer_id = uuid.uuid4()
+        report = WebhookProcessed(
+            customer_id=webhook_key(source["name"], headers["webhook-id"]),
+            source=source["name"],
+            webhook_id=headers["webhook-id"],
+            status="processed",
+            processed_by="orders",
+            processed_at=datetime.now(UTC),
+            resolved_customer_id=customer_id,
+        )
+        erased = CustomerErased(customer_id=customer_id, erased_at=datetime.now(UTC))
+
+        async def deliver(event: Event) -> None:
+            handler: Any = on_customer_erased if event is erased else on_webhook_processed
+            async with app.state.database.session() as session:
+                await handler(session, event, Envelope.wrap(event, source="/test"))
+
+        for event in (erased, report) if erase_first else (report, erased):
+            await deliver(event)
+        detail = (
+            await client.get(f"/api/v1/admin/webhook-receipts/{receipt_id}", headers=admin)
+        ).json()
+        assert detail["customer_id"] == str(customer_id)
+        assert (detail["body"], detail["headers"]) == ("", {})
+        assert detail["body_erased_at"] is not None
+        assert detail["status_detail"] == "orders"
+        replay = await client.post(
+            f"/api/v1/admin/webhook-receipts/{receipt_id}/replay", headers=admin
+        )
+        assert replay.status_code == 409
+        assert "erased" in replay.json()["detail"]
 
     async def test_replay_publishes_the_stored_webhook_again(self, client, app, source, admin):
         body = b'{"y": 2}'
