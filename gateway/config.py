@@ -64,6 +64,29 @@ class Settings(RapportSettings):
     #: shutdown waits for the queued webhooks to be written.
     webhook_write_timeout_s: float = Field(default=10.0, gt=0)
 
+    # --- outbound webhooks ------------------------------------------------------------
+    #: Fan Rapport events out to partner endpoints from this process (consumer + sender).
+    outbound_enabled: bool = True
+    #: Fernet key encrypting endpoint signing secrets at rest (``Fernet.generate_key()``).
+    #: Empty: a key derived from ``dev_jwt_secret`` — development only.
+    outbound_secret_key: str = ""
+    #: Networks (CIDR) or host names endpoints may use although not public (SSRF allow-list).
+    outbound_allowed: list[str] = Field(default_factory=list)
+    #: Delay before each attempt, in seconds (default: Svix's schedule).
+    outbound_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [0.0, 5, 300, 1800, 7200, 18000, 36000, 36000], min_length=1
+    )
+    outbound_timeout_s: float = Field(default=10.0, gt=0)
+    #: An endpoint failing without a success for this long is disabled.
+    outbound_disable_after_s: float = Field(default=5 * 86_400, gt=0)
+    #: Requests in flight at once, over all endpoints, and per endpoint.
+    outbound_concurrency: int = Field(default=64, ge=1)
+    outbound_per_endpoint: int = Field(default=4, ge=1)
+    #: How much of a response body the delivery log keeps (the rest is not read).
+    outbound_excerpt_bytes: int = Field(default=1024, ge=0, le=65_536)
+    #: How often the sender looks for due deliveries when nothing woke it.
+    outbound_poll_s: float = Field(default=0.5, gt=0)
+
     @model_validator(mode="after")
     def _no_shared_secret_jwt_in_production(self) -> "Settings":
         if self.environment == Environment.PRODUCTION and (
@@ -72,6 +95,11 @@ class Settings(RapportSettings):
             raise ValueError(
                 "production needs GATEWAY_JWKS_URL and GATEWAY_DEV_JWT_SECRET='' "
                 "(HS256 shared-secret tokens are for development only)"
+            )
+        if self.environment == Environment.PRODUCTION and not self.outbound_secret_key:
+            raise ValueError(
+                "production needs GATEWAY_OUTBOUND_SECRET_KEY (a Fernet key) to encrypt "
+                "outbound webhook secrets"
             )
         return self
 

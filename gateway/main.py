@@ -25,6 +25,7 @@ from gateway import openapi
 from gateway.auth import admin as auth_admin
 from gateway.config import Settings
 from gateway.edge import EdgeMiddleware
+from gateway.outbound import endpoints as outbound_endpoints
 from gateway.routes import PUBLIC_PREFIX
 from gateway.state import StateSlot, gateway_lifespan
 from gateway.subscriptions import subscriptions
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             auth_admin.router,
             webhooks_endpoints.router,
             webhooks_admin.router,
+            outbound_endpoints.router,
         ],
         subscriptions=subscriptions,
         authenticated=False,

@@ -88,6 +88,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/deals", "orders"),
     Route("/pipeline", "orders"),
     Route("/admin", LOCAL),
+    Route("/webhook-endpoints", LOCAL),
 )
 
 

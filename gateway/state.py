@@ -18,6 +18,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.config import Settings
 from gateway.edge import Credentials
 from gateway.openapi import OpenAPIMerger
+from gateway.outbound.runtime import Outbound
 from gateway.proxy import Proxy
 from gateway.ratelimit import RateLimiter
 from gateway.routes import ROUTES, RouteTable
@@ -42,6 +43,8 @@ class GatewayState:
     #: The webhook front door's sources and secrets, and its group-commit writer.
     sources: SourceCache
     receipts: ReceiptBatcher
+    #: Outbound webhooks: secrets, address policy, and (when enabled) fan-out and sender.
+    outbound: Outbound
 
     @classmethod
     async def open(cls, app: FastAPI, settings: Settings, database: Database) -> GatewayState:
@@ -81,6 +84,7 @@ class GatewayState:
             write_timeout_s=settings.webhook_write_timeout_s,
         )
         receipts.start()
+        outbound = Outbound.open(settings, database)
         return cls(
             settings=settings,
             routes=routes,
@@ -92,12 +96,14 @@ class GatewayState:
             database=database,
             sources=SourceCache(),
             receipts=receipts,
+            outbound=outbound,
         )
 
     async def close(self) -> None:
         try:
             # First, while the database is still open: write the webhooks still queued.
             await self.receipts.close(timeout_s=self.settings.webhook_write_timeout_s)
+            await self.outbound.close()
             await self.openapi.close()
             await self.authenticator.close()
         finally:

@@ -25,6 +25,7 @@ Role → scopes (``✓`` granted)::
     segments:write        ✓            ✓
     webhooks:read         ✓
     webhooks:write        ✓
+    webhooks:subscribe    ✓                                      ✓
     admin                 ✓
 
 Why: sales works its accounts end to end (contact details included) and reads segments to
@@ -34,7 +35,8 @@ details and works tickets but has no business in orders' write side or segments;
 read everything except PII; partners (shops, e-mail/chat platforms, ERPs) sync customers,
 orders and interactions both ways and may pull segment membership — give each partner key
 only the scopes it needs (keys are narrowed at creation). Webhook administration and API
-keys (``admin``) are for admins only.
+keys (``admin``) are for admins only; partners subscribe their own endpoints to Rapport's
+events (``webhooks:subscribe``) and see only those.
 
 Data-scope defaults: ``sales`` → ``team`` (a rep without a ``team`` claim, or with
 ``scope_mode=own``, sees only the customers it owns); every other role → ``all`` (support
@@ -78,6 +80,7 @@ ALL_SCOPES: frozenset[str] = frozenset(
         "segments:write",
         "webhooks:read",
         "webhooks:write",
+        "webhooks:subscribe",
         "admin",
     }
 )
@@ -127,6 +130,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
             "interactions:read",
             "interactions:write",
             "segments:read",
+            "webhooks:subscribe",
         }
     ),
 }

@@ -33,6 +33,7 @@ segments read         segments:read          Y     Y       Y        -       Y   
 segments write        segments:write         Y     -       Y        -       -       -
 webhooks read         webhooks:read          Y     -       -        -       -       -
 webhooks write        webhooks:write         Y     -       -        -       -       -
+webhooks subscribe    webhooks:subscribe     Y     -       -        -       -       Y
 admin (api keys)      admin                  Y     -       -        -       -       -
 """
 

@@ -1,0 +1,118 @@
+"""Where outbound webhooks may go: no private, loopback or link-local addresses (SSRF).
+
+A partner chooses the URL, so a URL is an instruction to make the gateway — which sits inside
+the network — open a connection somewhere. Only globally routable addresses are allowed,
+unless an operator allow-lists networks or host names (``GATEWAY_OUTBOUND_ALLOWED``).
+
+The check runs twice: when an endpoint is saved (a clear ``422`` for the partner) and at
+every connection, inside the resolver the HTTP client connects through — so a name that
+resolves to a public address when saved and to ``10.0.0.5`` later (DNS rebinding) is still
+refused, and the address checked is the address connected to. Literal IP hosts skip DNS and
+are checked before the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+__all__ = ["AddressPolicy", "GuardedResolver", "UnsafeAddress"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class UnsafeAddress(OSError):
+    """The URL or the address it resolves to is not allowed; the message says why."""
+
+
+def _ip(text: str) -> IPAddress | None:
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0].strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+class AddressPolicy:
+    def __init__(self, allowed: Sequence[str] = ()) -> None:
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.hosts: set[str] = set()
+        for entry in allowed:
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self.hosts.add(entry.lower().rstrip("."))
+
+    def address_allowed(self, address: IPAddress) -> bool:
+        return address.is_global or any(address in n for n in self.networks)
+
+    def check_address(self, host: str, address: str) -> None:
+        ip = _ip(address)
+        if ip is None or not self.address_allowed(ip):
+            raise UnsafeAddress(
+                f"{host} is {address}: private, loopback, link-local and other non-public"
+                " addresses are refused unless an operator allow-lists them"
+            )
+
+    def check_url(self, url: str) -> None:
+        """Syntax and literal addresses; raises :class:`UnsafeAddress` or ``ValueError``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError("the URL must be http:// or https://")
+        if not parts.hostname:
+            raise ValueError("the URL has no host")
+        if parts.username or parts.password:
+            raise ValueError("the URL must not carry credentials")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError("the URL's port is not a number from 0 to 65535") from None
+        host = parts.hostname.rstrip(".")
+        if host in self.hosts:
+            return
+        if _ip(host) is not None:
+            self.check_address(host, host)
+
+    async def check_resolves(self, url: str) -> None:
+        """Resolve the URL's host now and refuse it if any address is not allowed."""
+        self.check_url(url)
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".")
+        if host in self.hosts or _ip(host) is not None:
+            return
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, parts.port or 443, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            raise ValueError(f"{host} does not resolve: {exc}") from None
+        for info in infos:
+            self.check_address(host, str(info[4][0]))
+
+
+class GuardedResolver(AbstractResolver):
+    """An aiohttp resolver that refuses host names resolving to addresses not allowed."""
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self._policy = policy
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        if host.lower().rstrip(".") not in self._policy.hosts:
+            for result in results:
+                self._policy.check_address(host, result["host"])
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
