@@ -74,6 +74,8 @@ ROUTES: tuple[Route, ...] = (
     # What segmentation computes about a customer lives under the customer's path.
     Route("/customers/*/features", "segmentation"),
     Route("/customers/*/segments", "segmentation"),
+    # ...and what orders learns from purchases.
+    Route("/customers/*/recommendations", "orders"),
     Route("/segments", "segmentation"),
     Route("/customers", "customer360"),
     Route("/customers:resolve", "customer360"),

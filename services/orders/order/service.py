@@ -18,6 +18,7 @@ from services.orders.models import Order, OrderLine, Payment, Product, Refund
 from services.orders.money import fits_currency, minor_units, quantum
 from services.orders.order.pricing import TRANSITIONS, price_line, refund_status, total_order
 from services.orders.order.schemas import OrderCreate, PaymentCreate, RefundCreate
+from services.orders.recommendation.repository import record_purchase
 from shared.auth import Principal
 from shared.errors import Conflict, NotFound, raise_if_invalid
 from shared.events import OrderItem, OrderPlaced, OrderStatusChanged
@@ -132,6 +133,7 @@ async def create_order(session: AsyncSession, data: OrderCreate, principal: Prin
     )
     session.add(order)
     await session.flush()
+    await record_purchase(session, order.customer_id, [li.product_id for li in lines])
     await publish(
         session,
         OrderPlaced(
