@@ -154,4 +154,4 @@ class DealRepository:
             )
             .group_by(month)
         )
-        return dict(rows.tuples())
+        return {row[0]: row[1] for row in rows}

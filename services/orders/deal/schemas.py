@@ -39,7 +39,15 @@ class StageRead(BaseModel):
     id: UUID
     name: str
     position: int
-    probability: Decimal = Field(description="Chance that a deal in this stage is won, 0-1.")
+    probability: Decimal = Field(
+        description="Chance that a deal in this stage is won, 0-1, with 4 decimal places.",
+        examples=["0.2500"],
+    )
+
+    @model_validator(mode="after")
+    def _four_places(self) -> StageRead:
+        self.probability = self.probability.quantize(Decimal("0.0001"))
+        return self
 
 
 class DealCreate(BaseModel):
