@@ -74,8 +74,6 @@ ROUTES: tuple[Route, ...] = (
     # What segmentation computes about a customer lives under the customer's path.
     Route("/customers/*/features", "segmentation"),
     Route("/customers/*/segments", "segmentation"),
-    # ...and what orders learns from purchases.
-    Route("/customers/*/recommendations", "orders"),
     Route("/segments", "segmentation"),
     Route("/customers", "customer360"),
     Route("/customers:resolve", "customer360"),
@@ -85,6 +83,8 @@ ROUTES: tuple[Route, ...] = (
     Route("/interactions", "interactions"),
     Route("/tickets", "interactions"),
     Route("/surveys", "interactions"),
+    # What orders learns from purchases, under the customer's path too.
+    Route("/customers/*/recommendations", "orders"),
     Route("/products", "orders"),
     Route("/orders", "orders"),
     Route("/deals", "orders"),
