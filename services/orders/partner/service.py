@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,9 +67,10 @@ from shared.messaging import publish
 
 __all__ = ["handle_webhook"]
 
-logger = logging.getLogger(__name__)
 
 Status = Literal["processed", "ignored", "failed"]
+#: What an order's ``source`` may be (the gateway allows longer source names).
+_SOURCE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,49}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,11 @@ async def handle_webhook(
     if parsed is None:
         return
     source, external_id = event.source, parsed.data.id
+    if not _SOURCE.fullmatch(source):
+        await _report(
+            session, source, event.webhook_id, "failed", "orders takes sources of 1-50 characters"
+        )
+        return
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
         {"key": f"orders:partner:{source}:{external_id}"},
