@@ -2,7 +2,8 @@
 
 Every change runs in one transaction with its outbox event (``OrderPlaced`` on create,
 ``OrderStatusChanged`` whenever the status moves). Payments and refunds lock the order row
-(``FOR UPDATE``) so two concurrent refunds can never together exceed what was paid.
+(``FOR UPDATE``) so two concurrent refunds can never together exceed what was paid. Placing
+an order also updates the recommender's co-purchase counts, in the same transaction.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from decimal import Decimal as D
 
 import pytest
 import pytest_asyncio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.orders.config import Settings
 from services.orders.deal.forecast import holt_linear
@@ -49,6 +51,31 @@ class TestHoltLinear:
         assert holt_linear([D(10), D(5)], 2, alpha=D(1), beta=D(1)).forecast == [D(0), D(0)]
         with pytest.raises(ValueError, match="alpha"):
             holt_linear([D(1)], 1, alpha=D(0), beta=D("0.5"))
+
+
+SMOOTHING = st.integers(1, 100).map(lambda n: D(n) / 100)
+
+
+@given(
+    start=st.integers(0, 10**6),
+    slope=st.integers(-1000, 1000),
+    length=st.integers(2, 24),
+    horizon=st.integers(1, 12),
+    alpha=SMOOTHING,
+    beta=SMOOTHING,
+)
+def test_any_straight_line_is_continued_exactly_whatever_the_smoothing(
+    start, slope, length, horizon, alpha, beta
+):
+    # On a line the one-step forecast is always right, so neither level nor trend ever moves
+    # off it: Holt's method must reproduce it exactly (Decimal: no float drift), clamped at 0.
+    fit = holt_linear(
+        [D(start + slope * i) for i in range(length)], horizon, alpha=alpha, beta=beta
+    )
+    assert fit.trend == slope
+    assert fit.forecast == [
+        max(D(start + slope * (length - 1 + h)), D(0)) for h in range(1, horizon + 1)
+    ]
 
 
 @pytest_asyncio.fixture(loop_scope="session")

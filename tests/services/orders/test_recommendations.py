@@ -15,11 +15,13 @@ D (has 1, 4): 2 -> sim(1,2) = 0.666667; 3 -> sim(1,3) = 0.408248
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
 
 from services.orders.config import Settings
 from services.orders.main import create_app
@@ -140,3 +142,77 @@ async def test_a_rep_gets_404_for_a_customer_outside_their_scope(client):
     response = await client.get(f"/customers/{c['A']}/recommendations", headers=rep)
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_incremental_counts_always_equal_a_recount_from_the_orders(app, client):
+    """Random purchases (repeats, several products per order) and merges, applied one by
+    one: the kept counts must equal what a batch recount of the orders gives."""
+    rng = random.Random(20261123)
+    products = []
+    for n in range(6):
+        response = await client.post(
+            "/products",
+            json={
+                "sku": f"R{n}-{uuid.uuid4().hex[:8]}",
+                "name": f"R{n}",
+                "price": "1.00",
+                "currency": "EUR",
+            },
+            headers=WRITE,
+        )
+        products.append(response.json()["id"])
+    customers = [str(uuid.uuid4()) for _ in range(8)]
+    alive = list(customers)
+    for step in range(30):
+        if step % 10 == 9:  # now and then two customers turn out to be one person
+            merged, survivor = rng.sample(alive, 2)
+            alive.remove(merged)
+            event = CustomerMerged(
+                customer_id=uuid.UUID(survivor),
+                merged_id=uuid.UUID(merged),
+                merged_by="u",
+                merged_at=datetime.now(UTC),
+            )
+            handler = subscriptions.handler_for(event.event_type)
+            assert handler is not None
+            async with app.state.database.session() as session:
+                await handler(session, event, Envelope.wrap(event, source="/test"))
+            continue
+        items = rng.sample(products, rng.randint(1, 3))
+        response = await client.post(
+            "/orders",
+            json={
+                "customer_id": rng.choice(alive),
+                "currency": "EUR",
+                "channel": "marketplace",
+                "lines": [{"product_id": p, "quantity": 1} for p in items],
+            },
+            headers=WRITE,
+        )
+        assert response.status_code == 201
+
+    recount = """
+        WITH bought AS (
+            SELECT DISTINCT o.customer_id, l.product_id
+            FROM orders."order" o JOIN orders.order_line l ON l.order_id = o.id
+            WHERE l.product_id = ANY(CAST(:p AS uuid[]))
+        )
+        SELECT 'buyers', product_id::text, NULL, count(*) FROM bought GROUP BY product_id
+        UNION ALL
+        SELECT 'co', a.product_id::text, b.product_id::text, count(*)
+        FROM bought a JOIN bought b
+          ON a.customer_id = b.customer_id AND a.product_id <> b.product_id
+        GROUP BY a.product_id, b.product_id
+    """
+    kept = """
+        SELECT 'buyers', product_id::text, NULL, customers FROM orders.product_buyers
+        WHERE product_id = ANY(CAST(:p AS uuid[])) AND customers > 0
+        UNION ALL
+        SELECT 'co', product_id::text, other_id::text, customers FROM orders.co_purchase
+        WHERE product_id = ANY(CAST(:p AS uuid[])) AND customers > 0
+    """
+    async with app.state.database.session() as session:
+        expected = set((await session.execute(text(recount), {"p": products})).all())
+        found = set((await session.execute(text(kept), {"p": products})).all())
+    assert len(expected) > 6
+    assert found == expected
