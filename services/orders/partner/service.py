@@ -45,7 +45,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders.models import Order, PartnerEvent, Product
-from services.orders.money import quantum
+from services.orders.money import fits_currency, minor_units, quantum
 from services.orders.order import service as orders
 from services.orders.order.schemas import LineCreate, OrderCreate, PaymentCreate, RefundCreate
 from services.orders.partner.customers import CustomerNotResolved, CustomerResolver
@@ -201,7 +201,7 @@ async def handle_webhook(
 async def _settle(
     session: AsyncSession, row: PartnerEvent, parsed: _Parsed, outcome: _Outcome
 ) -> None:
-    row.status, row.detail, row.order_id = outcome.state, outcome.detail, outcome.order_id
+    row.status, row.detail, row.order_id = outcome.state, outcome.detail[:1000], outcome.order_id
     session.add(row)
     if outcome.state == "parked":
         row.payload = parsed.data.model_dump(mode="json")
@@ -315,12 +315,32 @@ async def _create(
     if existing is not None:
         return _Outcome("applied", f"order {data.id} already placed as {existing}", existing)
     skus = {line.sku for line in data.line_items}
-    products = {
-        p.sku: p.id for p in await session.scalars(select(Product).where(Product.sku.in_(skus)))
+    found = {
+        p.sku: p
+        for p in await session.scalars(
+            select(Product).where(Product.sku.in_(skus), Product.active.is_(True))
+        )
     }
+    products = {sku: p.id for sku, p in found.items()}
     unknown = sorted(skus - products.keys())
     if unknown:
-        return _Outcome("failed", f"unknown SKU(s): {', '.join(unknown)}")
+        return _Outcome("failed", f"unknown or inactive SKU(s): {', '.join(unknown)}")
+    # Checked before resolving, so a refused order leaves no new prospect in customer360
+    # (the order service checks all of it again, and more).
+    others = sorted({p.currency for p in found.values()} - {data.currency})
+    if others:
+        return _Outcome(
+            "failed", f"products priced in {', '.join(others)}, the order is in {data.currency}"
+        )
+    if not all(
+        fits_currency(line.price, data.currency) and fits_currency(line.discount, data.currency)
+        for line in data.line_items
+    ):
+        return _Outcome(
+            "failed",
+            f"{data.currency} has {minor_units(data.currency)} decimal places: a price or "
+            "discount has more",
+        )
     try:
         customer_id = await resolver.resolve(source, data.customer)
     except CustomerNotResolved as exc:

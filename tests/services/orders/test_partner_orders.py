@@ -341,7 +341,7 @@ class TestRefused:
         await deliver(app, event)
         assert (await counts(app, shop))["orders"] == 0
         assert (await reports(app, shop))[event.webhook_id] == [
-            ("failed", f"unknown SKU(s): {sku}")
+            ("failed", f"unknown or inactive SKU(s): {sku}")
         ]
         await product(client, sku)
         await deliver(
@@ -372,21 +372,36 @@ class TestRefused:
             "partner_events": 0,
         }
 
-    async def test_money_the_order_cannot_take_fails_and_changes_nothing(self, app, client, shop):
+    async def test_money_the_order_cannot_take_fails_and_changes_nothing(
+        self, app, client, c360, shop
+    ):
         sku = f"MUG-{uuid.uuid4().hex[:6]}"
         await product(client, sku)
+        buyer = {"email": f"m{uuid.uuid4().hex[:8]}@example.com"}
         cents = webhook(
             shop,
             "order.created",
-            created("M2", sku, line_items=[{"sku": sku, "quantity": 1, "price": "1.999"}]),
+            created(
+                "M2",
+                sku,
+                customer=buyer,
+                line_items=[{"sku": sku, "quantity": 1, "price": "1.999"}],
+            ),
         )
-        yen = webhook(shop, "order.created", {**created("M3", sku), "currency": "JPY"})
+        yen = webhook(
+            shop, "order.created", {**created("M3", sku, customer=buyer), "currency": "JPY"}
+        )
         for event in (cents, yen):
             await deliver(app, event)
         found = await reports(app, shop)
         assert found[cents.webhook_id][0][0] == "failed"
         assert "EUR has 2 decimal places" in found[cents.webhook_id][0][1]
         assert "priced in EUR, the order is in JPY" in found[yen.webhook_id][0][1]
+        # refused before the customer was resolved: customer360 made no prospect for them
+        lookup = await c360[1].post(
+            "/customers:resolve", json={**buyer, "create": False}, headers=C360
+        )
+        assert lookup.status_code == 404
         await deliver(app, webhook(shop, "order.created", created("M4", sku)))
         await deliver(app, webhook(shop, "order.paid", {"id": "M4"}))
         too_much = webhook(shop, "order.refunded", {"id": "M4", "amount": "23.81"})
