@@ -29,6 +29,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -121,3 +122,22 @@ class PartnerWebhook(BaseModel):
     type: str
     timestamp: datetime | None = None
     data: dict[str, Any]
+
+
+class PartnerEventRead(BaseModel):
+    """One partner action as orders handled it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    source: str
+    external_order_id: str
+    kind: PartnerKind
+    event_ref: str = Field(description="Payment or refund id; empty for created/cancelled.")
+    webhook_id: str = Field(description="The webhook that brought it (the latest attempt).")
+    status: Literal["parked", "applied", "failed"]
+    detail: str | None
+    occurred_at: datetime = Field(description="When the partner says it happened.")
+    received_at: datetime
+    applied_at: datetime | None
+    order_id: UUID | None

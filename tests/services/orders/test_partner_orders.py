@@ -26,6 +26,7 @@ from tests.support import api_client, bearer
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 WRITE = bearer("orders:read", "orders:write")
+ADMIN = bearer("orders:read", "admin")
 C360 = bearer("customers:read", "customers:write", "customers:pii")
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
@@ -241,6 +242,17 @@ class TestOutOfOrder:
             "partner_events": 2,
         }
         assert await reports(app, shop) == {}  # parked: nothing to report yet
+        waiting = await client.get(
+            f"/orders/partner-events?source={shop}&status=parked", headers=ADMIN
+        )
+        assert waiting.status_code == 200, waiting.text
+        assert sorted(
+            (e["kind"], e["event_ref"], e["detail"]) for e in waiting.json()["items"]
+        ) == [
+            ("paid", "pay_1", "order 9 not created yet"),
+            ("refunded", "re_1", "order 9 not created yet"),
+        ]
+        assert (await client.get("/orders/partner-events", headers=WRITE)).status_code == 403
 
         create = webhook(shop, "order.created", created("9", sku), at=T0)
         await deliver(app, create)
@@ -252,6 +264,10 @@ class TestOutOfOrder:
         )
         assert order["payments"][0]["method"] == "card"
         assert order["payments"][0]["reference"] == "pay_1"
+        applied = await client.get(f"/orders/partner-events?source={shop}", headers=ADMIN)
+        assert sorted((e["kind"], e["status"], e["order_id"]) for e in applied.json()["items"]) == [
+            (kind, "applied", order["id"]) for kind in ("created", "paid", "refunded")
+        ]
         found = await reports(app, shop)
         assert found[create.webhook_id][0][0] == "processed"
         assert found[paid.webhook_id] == [("processed", "paid 23.80 EUR (was parked)")]
