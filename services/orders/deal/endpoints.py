@@ -4,6 +4,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from services.orders.customers import ensure_visible
@@ -25,17 +26,19 @@ from services.orders.deal.schemas import (
     StageUpdate,
 )
 from services.orders.models import Deal
-from services.orders.models.base import customer_scope
+from services.orders.models.base import Base, customer_scope
 from services.orders.money import CurrencyCode
 from shared.auth import Principal, PrincipalDep, require_scopes
 from shared.db import SessionDep
 from shared.errors import problem_responses
+from shared.idempotency import IdempotencyKeyHeader, claim_key
 from shared.pagination import CursorDep, CursorPage, paginate
 from shared.privacy import visible_customers
 
 stages_router = APIRouter(prefix="/pipeline", tags=["pipeline"])
 deals_router = APIRouter(prefix="/deals", tags=["deals"])
 
+_IDEMPOTENCY = Base.metadata.tables["orders.idempotency_key"]
 _READ = [Depends(require_scopes("orders:read"))]
 _WRITE = [Depends(require_scopes("orders:write"))]
 _ADMIN = [Depends(require_scopes("orders:write", "admin"))]
@@ -189,15 +192,33 @@ def _etag(deal: Deal, response: Response) -> DealRead:
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def create_deal(
-    body: DealCreate, session: SessionDep, principal: PrincipalDep, response: Response
+    body: DealCreate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> DealRead:
     """A deal in the first stage (or `stage_id`), owned by the caller (or `owner_id`).
     `amount` is a decimal string that must fit the currency's minor unit. `409` if the
-    pipeline has no stages yet. Publishes `rapport.order.deal_stage_changed.v1`."""
+    pipeline has no stages yet. With an `Idempotency-Key`, a retry returns the first answer.
+    Publishes `rapport.order.deal_stage_changed.v1`."""
     await ensure_visible(session, principal, body.customer_id)
+    claim = await claim_key(
+        session,
+        _IDEMPOTENCY,
+        principal.subject,
+        idempotency_key,
+        operation="create_deal",
+        payload=body.model_dump(mode="json", exclude_unset=True),
+    )
+    if claim.replay is not None:
+        code, stored = claim.replay
+        return JSONResponse(stored, status_code=code, headers={"Idempotent-Replayed": "true"})  # type: ignore[return-value]
     deal = await service.create_deal(session, body, principal)
+    read = _etag(deal, response)
+    await claim.complete(status.HTTP_201_CREATED, read.model_dump(mode="json"))
     response.headers["Location"] = f"/deals/{deal.id}"
-    return _etag(deal, response)
+    return read
 
 
 @deals_router.get(

@@ -243,6 +243,23 @@ class TestDeals:
         assert response.headers["content-type"] == PROBLEM
         assert pointer in {e["pointer"] for e in response.json()["errors"]}
 
+    async def test_a_retried_create_returns_the_same_deal(self, client):
+        await stages(client, "0.5")
+        body = {
+            "customer_id": str(uuid.uuid4()),
+            "title": "Once",
+            "amount": "5.00",
+            "currency": "EUR",
+        }
+        headers = {**WRITE, "Idempotency-Key": str(uuid.uuid4())}
+        first = await client.post("/deals", json=body, headers=headers)
+        second = await client.post("/deals", json=body, headers=headers)
+        assert (first.status_code, second.status_code) == (201, 201)
+        assert second.json()["id"] == first.json()["id"]
+        assert second.headers["idempotent-replayed"] == "true"
+        listed = await client.get(f"/deals?customer_id={body['customer_id']}", headers=WRITE)
+        assert len(listed.json()["items"]) == 1
+
     async def test_edits_check_the_version_and_the_currency(self, client):
         await stages(client, "0.5")
         opened = await deal(client)
