@@ -83,6 +83,8 @@ ROUTES: tuple[Route, ...] = (
     Route("/interactions", "interactions"),
     Route("/tickets", "interactions"),
     Route("/surveys", "interactions"),
+    # What orders learns from purchases, under the customer's path too.
+    Route("/customers/*/recommendations", "orders"),
     Route("/products", "orders"),
     Route("/orders", "orders"),
     Route("/deals", "orders"),

@@ -10,3 +10,7 @@ class Settings(RapportSettings):
     service_name: ClassVar[str] = "orders"
 
     port: int = 8003
+    #: Where customer360 answers ``POST /customers:resolve``: partner orders carry only an
+    #: e-mail, a phone or the platform's customer id.
+    customer360_url: str = "http://127.0.0.1:8001"
+    customer360_timeout_s: float = 5.0

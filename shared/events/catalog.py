@@ -31,6 +31,9 @@ __all__ = [
     "CustomerMerged",
     "CustomerScored",
     "CustomerUpdated",
+    "DealLost",
+    "DealStageChanged",
+    "DealWon",
     "InteractionRecorded",
     "OrderItem",
     "OrderPlaced",
@@ -247,6 +250,57 @@ class OrderStatusChanged(Event):
     paid_total: Decimal | None = None
     refunded_total: Decimal | None = None
     currency: str | None = None
+
+
+class DealStageChanged(Event):
+    """An open deal moved to another pipeline stage (``previous_stage_id`` null: created)."""
+
+    event_type: ClassVar[str] = "rapport.order.deal_stage_changed.v1"
+    topic: ClassVar[str] = ORDER_TOPIC
+
+    deal_id: UUID
+    stage_id: UUID
+    stage_name: str
+    probability: Decimal = Field(ge=0, le=1)
+    previous_stage_id: UUID | None = None
+    amount: Decimal
+    currency: str = Field(min_length=3, max_length=3)
+    owner_id: str
+    expected_close_date: date | None = None
+    changed_by: str
+    changed_at: datetime
+
+
+class DealWon(Event):
+    """A deal was won; ``order_id`` names the order it became, if one was created."""
+
+    event_type: ClassVar[str] = "rapport.order.deal_won.v1"
+    topic: ClassVar[str] = ORDER_TOPIC
+
+    deal_id: UUID
+    amount: Decimal
+    currency: str = Field(min_length=3, max_length=3)
+    owner_id: str
+    stage_id: UUID = Field(description="The stage the deal was in when it was won.")
+    opened_at: datetime
+    won_at: datetime
+    order_id: UUID | None = None
+
+
+class DealLost(Event):
+    """A deal was lost."""
+
+    event_type: ClassVar[str] = "rapport.order.deal_lost.v1"
+    topic: ClassVar[str] = ORDER_TOPIC
+
+    deal_id: UUID
+    amount: Decimal
+    currency: str = Field(min_length=3, max_length=3)
+    owner_id: str
+    stage_id: UUID = Field(description="The stage the deal was in when it was lost.")
+    opened_at: datetime
+    lost_at: datetime
+    reason: str | None = None
 
 
 # --- segmentation ------------------------------------------------------------------------

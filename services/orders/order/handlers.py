@@ -5,16 +5,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders.models import Order
 from services.orders.models.base import Base
+from services.orders.recommendation.repository import merge_customers
 from shared.events import CustomerErased, CustomerMerged, Envelope
 
 
 async def on_customer_merged(session: AsyncSession, event: CustomerMerged, _: Envelope) -> None:
-    """The duplicate's orders are the survivor's now."""
+    """The duplicate's orders are the survivor's now, and so is its purchase history in
+    the recommender (counted once, as one customer)."""
     await session.execute(
         update(Order)
         .where(Order.customer_id == event.merged_id)
         .values(customer_id=event.customer_id)
     )
+    await merge_customers(session, event.merged_id, event.customer_id)
 
 
 async def on_customer_erased(session: AsyncSession, event: CustomerErased, _: Envelope) -> None:

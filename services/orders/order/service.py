@@ -2,7 +2,8 @@
 
 Every change runs in one transaction with its outbox event (``OrderPlaced`` on create,
 ``OrderStatusChanged`` whenever the status moves). Payments and refunds lock the order row
-(``FOR UPDATE``) so two concurrent refunds can never together exceed what was paid.
+(``FOR UPDATE``) so two concurrent refunds can never together exceed what was paid. Placing
+an order also updates the recommender's co-purchase counts, in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from services.orders.models import Order, OrderLine, Payment, Product, Refund
 from services.orders.money import fits_currency, minor_units, quantum
 from services.orders.order.pricing import TRANSITIONS, price_line, refund_status, total_order
 from services.orders.order.schemas import OrderCreate, PaymentCreate, RefundCreate
+from services.orders.recommendation.repository import record_purchase
 from shared.auth import Principal
 from shared.errors import Conflict, NotFound, raise_if_invalid
 from shared.events import OrderItem, OrderPlaced, OrderStatusChanged
@@ -132,6 +134,7 @@ async def create_order(session: AsyncSession, data: OrderCreate, principal: Prin
     )
     session.add(order)
     await session.flush()
+    await record_purchase(session, order.customer_id, [li.product_id for li in lines])
     await publish(
         session,
         OrderPlaced(

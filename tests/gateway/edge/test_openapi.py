@@ -78,6 +78,9 @@ class TestMergedDocument:
         assert "/api/v1/customers/{customer_id}/features" in paths  # from segmentation
         assert "/api/v1/interactions" in paths
         assert "/api/v1/products" in paths
+        assert "/api/v1/customers/{customer_id}/recommendations" in paths  # from orders
+        assert "/api/v1/deals/{deal_id}/won" in paths
+        assert "/api/v1/pipeline/forecast" in paths
         assert "/api/v1/admin/api-keys" in paths  # the gateway's own
         assert "/webhooks/{source}" in paths
         assert "/health" in paths  # the gateway's, not a service's

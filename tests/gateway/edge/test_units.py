@@ -42,6 +42,7 @@ class TestRouteTable:
             ("/customers/7c1e/features", "segmentation"),
             ("/customers/7c1e/features/rfm", "segmentation"),
             ("/customers/7c1e/segments", "segmentation"),
+            ("/customers/7c1e/recommendations", "orders"),
             ("/segments", "segmentation"),
             ("/segments/vip/members", "segmentation"),
             ("/interactions", "interactions"),

@@ -1,0 +1,87 @@
+"""Who placed a partner order: customer360's ``POST /customers:resolve``, over HTTP.
+
+Like customer360's privacy export calling the other services, this is one of the few
+synchronous calls between parts, on purpose: a partner order carries only the shop's
+customer id, e-mail or phone, and orders may not read customer360's tables. The call is
+authenticated with a short-lived service token; it creates a prospect when nobody matches,
+and is safe to repeat (resolving the same keys twice gives the same customer).
+
+Failures: customer360 refusing the keys (``422``, e.g. a malformed phone) is the partner's
+mistake — :class:`CustomerNotResolved`, reported as a failed webhook. customer360
+unreachable or failing (network error, ``5xx``, ``401``/``403`` from a misconfigured secret)
+is :class:`CustomerServiceUnavailable`, a ``ConnectionError``: the consumer treats it as
+infrastructure and retries without dead-lettering, so no partner order is lost meanwhile.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import httpx
+
+from services.orders.config import Settings
+from services.orders.partner.schemas import PartnerCustomer
+from shared.auth import Principal, mint_internal_token
+
+__all__ = ["CustomerNotResolved", "CustomerResolver", "CustomerServiceUnavailable"]
+
+_SCOPES = frozenset({"customers:read", "customers:write"})
+
+
+class CustomerNotResolved(Exception):
+    """customer360 refused the identity keys (the partner's data is at fault)."""
+
+
+class CustomerServiceUnavailable(ConnectionError):
+    """customer360 could not answer; try again later."""
+
+
+class CustomerResolver:
+    """One HTTP client for the life of the app (built in its lifespan, closed at shutdown).
+
+    ``transport`` routes the calls elsewhere (tests run customer360 in-process)."""
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
+        self._secret = settings.internal_token_secret
+        self._client = httpx.AsyncClient(
+            base_url=settings.customer360_url.rstrip("/"),
+            timeout=httpx.Timeout(settings.customer360_timeout_s),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def resolve(self, source: str, customer: PartnerCustomer) -> UUID:
+        """The customer owning the shop's customer id, e-mail or phone (a new prospect if
+        nobody does)."""
+        token = mint_internal_token(
+            Principal(subject=f"orders:partner:{source}", kind="service", scopes=_SCOPES),
+            self._secret,
+        )
+        body: dict[str, object] = {}
+        if customer.email:
+            body["email"] = customer.email
+        if customer.phone:
+            body["phone"] = customer.phone
+        if customer.id:
+            body["external_id"] = {"system": source, "id": customer.id}
+        if customer.name:
+            body["display_name"] = customer.name
+        try:
+            response = await self._client.post(
+                "/customers:resolve", json=body, headers={"Authorization": f"Bearer {token}"}
+            )
+        except httpx.TransportError as exc:
+            raise CustomerServiceUnavailable(
+                f"customer360 unreachable: {type(exc).__name__}"
+            ) from exc
+        if response.status_code in (200, 201):
+            return UUID(response.json()["customer_id"])
+        if response.status_code in (400, 404, 422):
+            try:
+                detail = response.json().get("detail") or response.text
+            except ValueError:
+                detail = response.text
+            raise CustomerNotResolved(f"customer360 refused the customer: {detail}"[:500])
+        raise CustomerServiceUnavailable(f"customer360 answered {response.status_code}")
