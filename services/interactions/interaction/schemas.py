@@ -340,10 +340,11 @@ class BatchRequest(BaseModel):
     )
     # Items stay raw here: a bad item must not fail the whole request, so each is validated
     # on its own (see InteractionCreate for their shape).
-    events: list[dict[str, Any]] = Field(
+    events: list[Any] = Field(
         min_length=1,
         max_length=MAX_BATCH,
         description="The events, each shaped like the body of `POST /interactions`.",
+        json_schema_extra={"items": {"$ref": "#/components/schemas/InteractionCreate"}},
     )
 
 
