@@ -7,6 +7,16 @@ from shared.settings import RapportSettings
 
 WebhookFormat = Literal["email-events", "conversations", "web-tracking"]
 
+_FORMATS: dict[str, WebhookFormat] = {
+    "sendgrid": "email-events",
+    "email-events": "email-events",
+    "conversations": "conversations",
+    "calls": "conversations",
+    "chat": "conversations",
+    "segment": "web-tracking",
+    "web-tracking": "web-tracking",
+}
+
 
 class Settings(RapportSettings):
     model_config = SettingsConfigDict(env_prefix="INTERACTIONS_", extra="ignore")
@@ -24,14 +34,4 @@ class Settings(RapportSettings):
     #: interactions, and the payload format of each (see interaction/partners.py). Sources
     #: not listed are left to other services. JSON in the environment:
     #: ``INTERACTIONS_WEBHOOK_FORMATS='{"mailer": "email-events"}'``.
-    webhook_formats: dict[str, WebhookFormat] = Field(
-        default_factory=lambda: {
-            "sendgrid": "email-events",
-            "email-events": "email-events",
-            "conversations": "conversations",
-            "calls": "conversations",
-            "chat": "conversations",
-            "segment": "web-tracking",
-            "web-tracking": "web-tracking",
-        }
-    )
+    webhook_formats: dict[str, WebhookFormat] = Field(default_factory=lambda: dict(_FORMATS))

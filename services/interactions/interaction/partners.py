@@ -100,6 +100,10 @@ def _unix(value: Any) -> str | None:
         return "0001-01-01T00:00:00+00:00"  # absurd: refused by validation, reported
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _compact(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -171,7 +175,7 @@ def _conversations(body: Any, webhook_id: str) -> Mapping:
             continue
         kind_of = {"call": ("call", "call"), "chat": ("chat", "message"), "sms": ("sms", "message")}
         channel_kind = kind_of.get(raw.get("type"))  # type: ignore[arg-type]
-        customer = raw.get("customer") if isinstance(raw.get("customer"), dict) else {}
+        customer = _object(raw.get("customer"))
         identity = _compact(
             {"email": _str(customer.get("email"), 320), "phone": _str(customer.get("phone"), 40)}
         )
@@ -230,12 +234,11 @@ def _web_tracking(body: Any, webhook_id: str) -> Mapping:
         if not isinstance(raw, dict):
             result.ignored.append(f"#{position}: not an object")
             continue
-        properties = raw.get("properties") if isinstance(raw.get("properties"), dict) else {}
-        context = raw.get("context") if isinstance(raw.get("context"), dict) else {}
-        page = context.get("page") if isinstance(context.get("page"), dict) else {}
+        properties, context = _object(raw.get("properties")), _object(raw.get("context"))
+        page = _object(context.get("page"))
         product = _str(properties.get("product_id") or properties.get("sku"), 200)
         call_type, name = raw.get("type"), raw.get("event")
-        channel, kind, metadata = "web", None, {}
+        channel, kind, metadata = "web", None, dict[str, Any]()
         if call_type == "page":
             kind = "page_view"
             metadata = {

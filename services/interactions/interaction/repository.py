@@ -137,7 +137,7 @@ class InteractionRepository:
         *,
         newest_first: bool = False,
     ) -> tuple[list[Interaction], str | None]:
-        statement: Select[tuple[Interaction]] = select(Interaction).where(
+        statement: Select[Interaction] = select(Interaction).where(
             visible_customers(principal, Interaction.customer_id, customer_scope)
         )
         if filters.customer_id is not None:

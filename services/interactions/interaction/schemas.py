@@ -210,7 +210,7 @@ Metadata = (
     | FeedbackMetadata
 )
 
-_EXAMPLE_CALL = {
+_EXAMPLE_CALL: dict[str, Any] = {
     "customer_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
     "channel": "call",
     "kind": "call",
@@ -221,7 +221,7 @@ _EXAMPLE_CALL = {
     "summary": "Asked about the delivery date of order 1042.",
     "metadata": {"duration_s": 240, "outcome": "answered", "from_number": "+8613812345678"},
 }
-_EXAMPLE_PAGE_VIEW = {
+_EXAMPLE_PAGE_VIEW: dict[str, Any] = {
     "event_id": "9b2f6c1e-web-000001",
     "customer_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
     "channel": "web",

@@ -119,7 +119,7 @@ def _recorded(row: NewInteraction) -> InteractionRecorded:
         interaction_id=row.id,
         channel=row.channel,
         kind=row.kind,
-        direction=row.direction,  # type: ignore[arg-type]  # validated as Direction
+        direction=row.direction,
         occurred_at=row.occurred_at,
         summary=row.summary,
         title=row.subject,

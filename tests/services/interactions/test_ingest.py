@@ -75,7 +75,7 @@ def a_call(customer_id: uuid.UUID, /, **overrides: Any) -> dict[str, Any]:
 
 
 async def ingest(
-    client: httpx.AsyncClient, events: list[dict[str, Any]], source: str | None = None
+    client: httpx.AsyncClient, events: list[Any], source: str | None = None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"events": events}
     if source is not None:
