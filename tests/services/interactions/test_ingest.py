@@ -12,6 +12,7 @@ import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from gateway.routes import RouteTable
 from services.interactions.config import Settings
 from services.interactions.main import create_app
 from shared.errors import PROBLEM_JSON
@@ -355,3 +356,19 @@ class TestBatchRefusedWhole:
 
         assert response.status_code == 403
         assert response.json()["missing_scopes"] == ["interactions:write"]
+
+
+class TestPublished:
+    async def test_the_gateway_routes_the_batch_endpoint_to_interactions(self) -> None:
+        assert RouteTable().owner("/interactions:batch") == "interactions"
+
+    async def test_the_openapi_document_describes_the_batch_items(self, app: FastAPI) -> None:
+        document = app.openapi()
+        operation = document["paths"]["/interactions:batch"]["post"]
+        assert operation["summary"] == "Ingest a batch of interactions"
+        request = operation["requestBody"]["content"]["application/json"]["schema"]
+        batch = document["components"]["schemas"][request["$ref"].rsplit("/", 1)[1]]
+        items = batch["properties"]["events"]["items"]
+        assert items == {"$ref": "#/components/schemas/InteractionCreate"}
+        assert "metadata" in document["components"]["schemas"]["InteractionCreate"]["properties"]
+        assert {"401", "403", "413"} <= set(operation["responses"])
