@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from services.interactions.api import routers
 from services.interactions.config import Settings
-from services.interactions.interaction import webhooks
+from services.interactions.interaction import partners, webhooks
 from services.interactions.interaction.customers import CustomerResolver, use_resolver
 from services.interactions.subscriptions import subscriptions
 from services.interactions.ticket.scheduler import sla_scheduler_lifespan
@@ -29,7 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings,
         title="Rapport interactions",
         description="Every touchpoint with a customer: calls, e-mails, chats, social, visits, "
-        "notes, web/app behaviour, and partner webhooks mapped to them.",
+        "notes, web/app behaviour, and partner webhooks mapped to them.\n\n"
+        "## Partner webhook formats\n\n" + (partners.__doc__ or ""),
         routers=routers,
         subscriptions=subscriptions,
         openapi_tags=[

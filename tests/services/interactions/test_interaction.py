@@ -12,7 +12,9 @@ from sqlalchemy import text
 
 from services.interactions.config import Settings
 from services.interactions.main import create_app
+from services.interactions.subscriptions import subscriptions
 from shared.errors import PROBLEM_JSON
+from shared.events import CustomerErased, CustomerMerged, Envelope
 from tests.support import api_client, bearer
 
 
@@ -517,3 +519,47 @@ class TestGetInteraction:
 
         assert response.status_code == 404
         assert response.headers["content-type"] == PROBLEM_JSON
+
+
+class TestCustomerEvents:
+    @pytest.mark.asyncio(loop_scope="session")
+    async def test_an_erase_drops_what_was_said_and_the_details_but_keeps_the_touchpoint(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        customer_id = uuid.uuid4()
+        created = await record(
+            client,
+            a_call(customer_id, subject="Refund", metadata={"from_number": "+8613812345678"}),
+        )
+        event = CustomerErased(customer_id=customer_id, erased_at=datetime.now(UTC))
+        handler = subscriptions.handler_for(event.event_type)
+        assert handler is not None
+
+        async with app.state.database.session() as session:
+            await handler(session, event, Envelope.wrap(event, source="/test"))
+
+        got = (await client.get(f"/interactions/{created['id']}", headers=reader())).json()
+        assert (got["summary"], got["subject"], got["metadata"]) == (None, None, {})
+        assert (got["channel"], got["kind"], got["agent_id"]) == ("call", "call", None)
+        assert got["occurred_at"] == created["occurred_at"]
+
+    @pytest.mark.asyncio(loop_scope="session")
+    async def test_a_merge_moves_the_touchpoints_to_the_survivor(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        survivor, duplicate = uuid.uuid4(), uuid.uuid4()
+        created = await record(client, a_call(duplicate))
+        event = CustomerMerged(
+            customer_id=survivor,
+            merged_id=duplicate,
+            merged_by="user-1",
+            merged_at=datetime.now(UTC),
+        )
+        handler = subscriptions.handler_for(event.event_type)
+        assert handler is not None
+
+        async with app.state.database.session() as session:
+            await handler(session, event, Envelope.wrap(event, source="/test"))
+
+        got = (await client.get(f"/interactions/{created['id']}", headers=reader())).json()
+        assert got["customer_id"] == str(survivor)
