@@ -74,6 +74,9 @@ class InteractionRepository:
         ``rows`` per source."""
         if not rows:
             return set()
+        # One order for every writer: two batches sharing event ids (a retry racing the
+        # original) then wait on each other's unique-index entries instead of deadlocking.
+        rows = sorted(rows, key=lambda r: (r.source, r.event_id or ""))
         driver = await driver_connection(self.session)
         records = await driver.fetch(
             _STORE,

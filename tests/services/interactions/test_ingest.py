@@ -1,5 +1,6 @@
 """``POST /interactions:batch``: each item validated and stored on its own, results by index."""
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -372,3 +373,36 @@ class TestPublished:
         assert items == {"$ref": "#/components/schemas/InteractionCreate"}
         assert "metadata" in document["components"]["schemas"]["InteractionCreate"]["properties"]
         assert {"401", "403", "413"} <= set(operation["responses"])
+
+
+class TestConcurrentBatches:
+    async def test_racing_retries_of_a_batch_store_each_event_once(
+        self, make_settings: Any
+    ) -> None:
+        app = create_app(make_settings(Settings))
+        source = f"race-{uuid.uuid4().hex[:8]}"
+        async with api_client(app, rollback=False) as client:
+            customer = uuid.uuid4()
+            await known(app, customer)
+            events = [page_view(customer) for _ in range(1000)]
+            # the same events in opposite orders: without one lock order these would deadlock
+            bodies = [events if n % 2 == 0 else events[::-1] for n in range(6)]
+
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        "/interactions:batch",
+                        json={"source": source, "events": body},
+                        headers=WRITER,
+                    )
+                    for body in bodies
+                )
+            )
+
+            assert [r.status_code for r in responses] == [200] * 6
+            results = [r.json() for r in responses]
+            assert sum(r["stored"] for r in results) == 1000
+            assert sum(r["duplicates"] for r in results) == 5000
+            first_ids = {r["id"] for r in results[0]["results"]}
+            assert all({x["id"] for x in r["results"]} == first_ids for r in results)
+            assert len(await stored_rows(app, customer)) == 1000
