@@ -381,28 +381,40 @@ class TestConcurrentBatches:
     ) -> None:
         app = create_app(make_settings(Settings))
         source = f"race-{uuid.uuid4().hex[:8]}"
+        customer = uuid.uuid4()
         async with api_client(app, rollback=False) as client:
-            customer = uuid.uuid4()
             await known(app, customer)
-            events = [page_view(customer) for _ in range(1000)]
-            # the same events in opposite orders: without one lock order these would deadlock
-            bodies = [events if n % 2 == 0 else events[::-1] for n in range(6)]
+            try:
+                await self.race(app, client, source, customer)
+            finally:  # committed rows: leave the shared database as it was
+                async with app.state.database.session() as session:
+                    for statement in (
+                        "DELETE FROM interactions.interaction WHERE customer_id = :c",
+                        "DELETE FROM interactions.outbox WHERE key = :k",
+                        "DELETE FROM interactions.customer_scope WHERE customer_id = :c",
+                    ):
+                        await session.execute(text(statement), {"c": customer, "k": str(customer)})
 
-            responses = await asyncio.gather(
-                *(
-                    client.post(
-                        "/interactions:batch",
-                        json={"source": source, "events": body},
-                        headers=WRITER,
-                    )
-                    for body in bodies
+    async def race(
+        self, app: FastAPI, client: httpx.AsyncClient, source: str, customer: uuid.UUID
+    ) -> None:
+        events = [page_view(customer) for _ in range(1000)]
+        # the same events in opposite orders: without one lock order these would deadlock
+        bodies = [events if n % 2 == 0 else events[::-1] for n in range(6)]
+
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    "/interactions:batch", json={"source": source, "events": body}, headers=WRITER
                 )
+                for body in bodies
             )
+        )
 
-            assert [r.status_code for r in responses] == [200] * 6
-            results = [r.json() for r in responses]
-            assert sum(r["stored"] for r in results) == 1000
-            assert sum(r["duplicates"] for r in results) == 5000
-            first_ids = {r["id"] for r in results[0]["results"]}
-            assert all({x["id"] for x in r["results"]} == first_ids for r in results)
-            assert len(await stored_rows(app, customer)) == 1000
+        assert [r.status_code for r in responses] == [200] * 6
+        results = [r.json() for r in responses]
+        assert sum(r["stored"] for r in results) == 1000
+        assert sum(r["duplicates"] for r in results) == 5000
+        first_ids = {r["id"] for r in results[0]["results"]}
+        assert all({x["id"] for x in r["results"]} == first_ids for r in results)
+        assert len(await stored_rows(app, customer)) == 1000

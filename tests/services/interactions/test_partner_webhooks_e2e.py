@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from gateway.auth.dev import mint_dev_token
 from gateway.config import Settings as GatewaySettings
@@ -150,3 +151,9 @@ async def test_a_partner_webhook_becomes_interactions_and_a_replay_stores_nothin
         assert again["status"] == "processed"
         assert again["replays"] == 1
         assert len(await stored() or []) == 2
+
+        # committed rows: leave the shared database's interactions as they were
+        async with interactions.state.database.session() as session:
+            await session.execute(
+                text("DELETE FROM interactions.interaction WHERE source = :s"), {"s": source}
+            )
