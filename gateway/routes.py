@@ -81,6 +81,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/custom-fields", "customer360"),
     Route("/imports", "customer360"),
     Route("/interactions", "interactions"),
+    Route("/interactions:batch", "interactions"),
     Route("/tickets", "interactions"),
     Route("/surveys", "interactions"),
     # What orders learns from purchases, under the customer's path too.

@@ -11,9 +11,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     func,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.models.base import Base
@@ -53,6 +55,7 @@ class WebhookReceipt(Base):
     __table_args__ = (
         UniqueConstraint("source", "webhook_id"),
         Index(None, "source", "received_at"),
+        Index(None, "customer_ids", postgresql_using="gin"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
@@ -69,8 +72,10 @@ class WebhookReceipt(Base):
     status_detail: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     replays: Mapped[int] = mapped_column(Integer, default=0)
-    #: The customer the consuming service resolved the webhook to (from its report).
-    customer_id: Mapped[UUID | None] = mapped_column(index=True)
+    #: The customers the consuming services resolved the webhook to (from their reports).
+    customer_ids: Mapped[list[UUID]] = mapped_column(
+        ARRAY(Uuid), server_default=text("'{}'::uuid[]")
+    )
     #: Set when that customer was erased: body and headers are emptied then.
     body_erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -6,7 +6,8 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import Uuid, any_, bindparam, exists, func, literal, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -95,29 +96,36 @@ class WebhookRepository:
         status: str,
         detail: str | None,
         processed_at: datetime,
-        customer_id: UUID | None,
+        customer_ids: Sequence[UUID],
     ) -> None:
         values: dict[str, Any] = {
             "status": status,
             "status_detail": detail,
             "processed_at": processed_at,
         }
-        if customer_id is not None:
-            values["customer_id"] = customer_id
+        if customer_ids:
+            values["customer_ids"] = text(
+                "ARRAY(SELECT DISTINCT u FROM unnest(customer_ids || :ids) AS u)"
+            ).bindparams(bindparam("ids", list(customer_ids), type_=ARRAY(Uuid)))
         await self.session.execute(
             update(WebhookReceipt)
             .where(WebhookReceipt.source == source, WebhookReceipt.webhook_id == webhook_id)
             .values(values)
         )
 
-    async def erase_bodies(self, customer_id: UUID) -> int:
-        """Empty the body and headers of the customer's webhooks, if the customer was erased."""
+    async def erase_bodies(self, customer_ids: Sequence[UUID]) -> int:
+        """Empty the body and headers of webhooks about any of ``customer_ids`` that was
+        erased."""
+        ids = list(customer_ids)
         result = await self.session.execute(
             update(WebhookReceipt)
             .where(
-                WebhookReceipt.customer_id == customer_id,
+                WebhookReceipt.customer_ids.overlap(literal(ids, ARRAY(Uuid))),
                 WebhookReceipt.body_erased_at.is_(None),
-                exists().where(ErasedCustomer.customer_id == customer_id),
+                exists().where(
+                    ErasedCustomer.customer_id.in_(ids),
+                    ErasedCustomer.customer_id == any_(WebhookReceipt.customer_ids),
+                ),
             )
             .values(body=b"", headers={}, body_erased_at=func.now())
         )

@@ -71,8 +71,8 @@ class ReceiptRead(BaseModel):
     status_detail: str | None
     processed_at: datetime | None
     replays: int
-    customer_id: UUID | None = Field(
-        default=None, description="The customer the consuming service resolved it to."
+    customer_ids: list[UUID] = Field(
+        default_factory=list, description="The customers the consuming services resolved it to."
     )
     body_erased_at: datetime | None = Field(
         default=None, description="When body and headers were erased with the customer."

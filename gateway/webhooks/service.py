@@ -197,11 +197,11 @@ async def record_outcome(session: AsyncSession, event: WebhookProcessed) -> None
         status=event.status,
         detail=(f"{event.processed_by}: {event.detail}" if event.detail else event.processed_by),
         processed_at=event.processed_at,
-        customer_id=event.resolved_customer_id,
+        customer_ids=event.resolved_customer_ids,
     )
-    if event.resolved_customer_id is not None:
-        # The customer may have been erased before this report arrived.
-        await repository.erase_bodies(event.resolved_customer_id)
+    if event.resolved_customer_ids:
+        # One of them may have been erased before this report arrived.
+        await repository.erase_bodies(event.resolved_customer_ids)
 
 
 async def erase_customer(session: AsyncSession, customer_id: UUID) -> int:
@@ -209,4 +209,4 @@ async def erase_customer(session: AsyncSession, customer_id: UUID) -> int:
     reported later). Returns how many receipts were emptied now."""
     repository = WebhookRepository(session)
     await repository.remember_erased(customer_id)
-    return await repository.erase_bodies(customer_id)
+    return await repository.erase_bodies([customer_id])

@@ -1,8 +1,21 @@
-from typing import ClassVar
+from typing import ClassVar, Literal
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import RapportSettings
+
+WebhookFormat = Literal["email-events", "conversations", "web-tracking"]
+
+_FORMATS: dict[str, WebhookFormat] = {
+    "sendgrid": "email-events",
+    "email-events": "email-events",
+    "conversations": "conversations",
+    "calls": "conversations",
+    "chat": "conversations",
+    "segment": "web-tracking",
+    "web-tracking": "web-tracking",
+}
 
 
 class Settings(RapportSettings):
@@ -13,3 +26,12 @@ class Settings(RapportSettings):
     #: The SLA scheduler (every replica runs one; they share the work safely).
     sla_scheduler_enabled: bool = True
     sla_scheduler_interval_s: float = 30.0
+    #: Where customer360 answers ``POST /customers:resolve`` (partner webhooks name people
+    #: by e-mail or phone only).
+    customer360_url: str = "http://127.0.0.1:8001"
+    customer360_timeout_s: float = 5.0
+    #: Partner webhook sources (as registered at the gateway) this service maps to
+    #: interactions, and the payload format of each (see interaction/partners.py). Sources
+    #: not listed are left to other services. JSON in the environment:
+    #: ``INTERACTIONS_WEBHOOK_FORMATS='{"mailer": "email-events"}'``.
+    webhook_formats: dict[str, WebhookFormat] = Field(default_factory=lambda: dict(_FORMATS))

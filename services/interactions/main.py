@@ -1,19 +1,36 @@
 """interactions: ``uvicorn --factory services.interactions.main:create_app``."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from services.interactions.api import routers
 from services.interactions.config import Settings
+from services.interactions.interaction import partners, webhooks
+from services.interactions.interaction.customers import CustomerResolver, use_resolver
 from services.interactions.subscriptions import subscriptions
 from services.interactions.ticket.scheduler import sla_scheduler_lifespan
 from shared.app import create_app as create_part_app
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    try:
+        async with sla_scheduler_lifespan(app):
+            yield
+    finally:
+        await app.state.customer_resolver.close()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_part_app(
-        settings or Settings(),
+    settings = settings or Settings()
+    app = create_part_app(
+        settings,
         title="Rapport interactions",
-        description="Every touchpoint with a customer: calls, e-mails, chats, visits, notes.",
+        description="Every touchpoint with a customer: calls, e-mails, chats, social, visits, "
+        "notes, web/app behaviour, and partner webhooks mapped to them.\n\n"
+        "## Partner webhook formats\n\n" + (partners.__doc__ or ""),
         routers=routers,
         subscriptions=subscriptions,
         openapi_tags=[
@@ -21,5 +38,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "tickets", "description": "Support tickets with SLA targets"},
             {"name": "surveys", "description": "CSAT and NPS answers and their figures"},
         ],
-        lifespan_extension=sla_scheduler_lifespan,
+        lifespan_extension=_lifespan,
     )
+    # Partner webhooks name people by e-mail/phone: the handler asks customer360 (its HTTP
+    # client opens on first use, in the running loop, and closes with the app).
+    resolver = CustomerResolver(
+        settings.customer360_url,
+        settings.internal_token_secret,
+        timeout_s=settings.customer360_timeout_s,
+    )
+    app.state.customer_resolver = resolver
+    use_resolver(resolver)
+    webhooks.use_formats(settings.webhook_formats)
+    return app

@@ -1,9 +1,9 @@
-"""What interactions consumes: customer ownership (for the data scope) so far; partner
-webhooks arrive with the interactions issue."""
+"""What interactions consumes: customer ownership (for the data scope), merges and erasures,
+and partner webhooks (mapped to interactions; see interaction/webhooks.py)."""
 
-from services.interactions.interaction import handlers
+from services.interactions.interaction import handlers, webhooks
 from services.interactions.models import customer_scope
-from shared.events import CustomerErased, CustomerMerged
+from shared.events import CustomerErased, CustomerMerged, WebhookReceived
 from shared.messaging import Subscriptions
 from shared.privacy import follow_customer_scope
 
@@ -11,6 +11,7 @@ subscriptions = Subscriptions()
 follow_customer_scope(subscriptions, customer_scope)
 subscriptions.on(CustomerMerged)(handlers.on_customer_merged)
 subscriptions.on(CustomerErased)(handlers.on_customer_erased)
+subscriptions.on(WebhookReceived)(webhooks.on_webhook_received)
 
 from services.interactions.ticket import handlers as ticket_handlers  # noqa: E402
 

@@ -24,6 +24,7 @@ from shared.events.base import (
 )
 
 __all__ = [
+    "BehaviourRecorded",
     "ConsentState",
     "CustomerConsentChanged",
     "CustomerCreated",
@@ -149,10 +150,52 @@ class InteractionRecorded(Event):
 
     interaction_id: UUID
     channel: str = Field(examples=["email", "call", "web"])
-    kind: str = Field(examples=["note", "page_view", "call"])
+    kind: str = Field(examples=["note", "call", "message", "email_opened"])
     direction: Literal["inbound", "outbound"] | None = None
     occurred_at: datetime
     summary: str | None = None
+    title: str | None = Field(
+        default=None, description="The interaction's subject line (`subject` in the API)."
+    )
+    agent_id: str | None = Field(default=None, description="The employee who handled it.")
+    source: str | None = Field(
+        default=None, examples=["api", "sendgrid"], description="Who reported it."
+    )
+    metadata: dict[str, object] = Field(
+        default_factory=dict,
+        description="The typed details of its kind (call duration, e-mail campaign…), as "
+        "documented for the interactions API.",
+    )
+
+
+class BehaviourRecorded(Event):
+    """Web/app behaviour (page views, clicks, searches) of one customer, coalesced.
+
+    Behaviour arrives at thousands of events per second and is rarely interesting one by one
+    to other services, so interactions publishes one of these per customer per ingested batch
+    instead of an :class:`InteractionRecorded` per page view. The individual events stay
+    queryable in the interactions API.
+    """
+
+    event_type: ClassVar[str] = "rapport.interaction.behaviour_recorded.v1"
+    topic: ClassVar[str] = INTERACTION_TOPIC
+
+    counts: dict[str, int] = Field(
+        description="Events per kind in this batch.", examples=[{"page_view": 12, "search": 2}]
+    )
+    channels: list[str] = Field(default_factory=list, examples=[["web"]])
+    first_occurred_at: datetime
+    last_occurred_at: datetime
+    last_channel: str = Field(examples=["web", "app"])
+    urls: list[str] = Field(
+        default_factory=list, description="Distinct URLs viewed or clicked (at most 20)."
+    )
+    products: list[str] = Field(
+        default_factory=list, description="Distinct products viewed or clicked (at most 20)."
+    )
+    search_terms: list[str] = Field(
+        default_factory=list, description="Distinct search terms (at most 20)."
+    )
 
 
 class TicketOpened(Event):
@@ -379,8 +422,8 @@ class WebhookProcessed(Event):
     detail: str | None = None
     processed_by: str = Field(examples=["orders"])
     processed_at: datetime
-    resolved_customer_id: UUID | None = Field(
-        default=None,
-        description="The customer the webhook was about, when the service resolved one: the"
-        " gateway erases the stored body and headers when that customer is erased.",
+    resolved_customer_ids: list[UUID] = Field(
+        default_factory=list,
+        description="The customers the webhook was about, as far as the service resolved"
+        " them: the gateway erases the stored body and headers when any of them is erased.",
     )

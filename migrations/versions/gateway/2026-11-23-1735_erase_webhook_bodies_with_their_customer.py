@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "5d2c81e0a7b3"
 down_revision: str | None = "87a894ca4dd0"
@@ -30,7 +31,14 @@ def upgrade() -> None:
         schema="gateway",
     )
     op.add_column(
-        "webhook_receipt", sa.Column("customer_id", sa.Uuid(), nullable=True), schema="gateway"
+        "webhook_receipt",
+        sa.Column(
+            "customer_ids",
+            postgresql.ARRAY(sa.Uuid()),
+            server_default=sa.text("'{}'::uuid[]"),
+            nullable=False,
+        ),
+        schema="gateway",
     )
     op.add_column(
         "webhook_receipt",
@@ -38,20 +46,21 @@ def upgrade() -> None:
         schema="gateway",
     )
     op.create_index(
-        op.f("ix_gateway_webhook_receipt_customer_id"),
+        op.f("ix_gateway_webhook_receipt_customer_ids"),
         "webhook_receipt",
-        ["customer_id"],
+        ["customer_ids"],
         unique=False,
         schema="gateway",
+        postgresql_using="gin",
     )
 
 
 def downgrade() -> None:
     op.drop_index(
-        op.f("ix_gateway_webhook_receipt_customer_id"),
+        op.f("ix_gateway_webhook_receipt_customer_ids"),
         table_name="webhook_receipt",
         schema="gateway",
     )
     op.drop_column("webhook_receipt", "body_erased_at", schema="gateway")
-    op.drop_column("webhook_receipt", "customer_id", schema="gateway")
+    op.drop_column("webhook_receipt", "customer_ids", schema="gateway")
     op.drop_table("erased_customer", schema="gateway")

@@ -17,8 +17,10 @@ async def on_customer_merged(session: AsyncSession, event: CustomerMerged, _: En
 
 
 async def on_customer_erased(session: AsyncSession, event: CustomerErased, _: Envelope) -> None:
-    """Keep that a touchpoint happened (channel, kind, time: counts stay right), drop what
-    was said in it."""
+    """Keep that a touchpoint happened (channel, kind, time, agent: counts stay right), drop
+    what was said in it and its details (addresses, numbers, URLs, search terms)."""
     await session.execute(
-        update(Interaction).where(Interaction.customer_id == event.customer_id).values(summary=None)
+        update(Interaction)
+        .where(Interaction.customer_id == event.customer_id)
+        .values(summary=None, subject=None, details={})
     )

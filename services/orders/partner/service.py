@@ -149,7 +149,7 @@ async def _report(
             detail=detail[:1000],
             processed_by="orders",
             processed_at=datetime.now(UTC),
-            resolved_customer_id=customer_id,
+            resolved_customer_ids=[customer_id] if customer_id else [],
         ),
     )
 

@@ -295,7 +295,7 @@ class TestDeliveryLog:
             status="processed",
             processed_by="orders",
             processed_at=datetime.now(UTC),
-            resolved_customer_id=customer_id,
+            resolved_customer_ids=[customer_id],
         )
         erased = CustomerErased(customer_id=customer_id, erased_at=datetime.now(UTC))
 
@@ -309,7 +309,7 @@ class TestDeliveryLog:
         detail = (
             await client.get(f"/api/v1/admin/webhook-receipts/{receipt_id}", headers=admin)
         ).json()
-        assert detail["customer_id"] == str(customer_id)
+        assert detail["customer_ids"] == [str(customer_id)]
         assert (detail["body"], detail["headers"]) == ("", {})
         assert detail["body_erased_at"] is not None
         assert detail["status_detail"] == "orders"

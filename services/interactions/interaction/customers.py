@@ -1,0 +1,112 @@
+"""Finding the customer of a partner event through customer360's public API.
+
+Partner webhooks name people by e-mail or phone, and only customer360 knows who owns
+those (interactions never reads its tables). ``POST /customers:resolve`` answers with the
+owner, or creates a prospect when asked to. Like customer360's privacy export, the call
+carries a short-lived internal service token with just the scopes it needs.
+
+The resolver is built with the app and its HTTP client opened lazily on first use in the
+running loop and closed at shutdown; the webhook handler, which only receives a session
+and an event, reaches it through :func:`current_resolver`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from uuid import UUID
+
+import httpx
+
+from shared.auth import Principal, mint_internal_token
+
+__all__ = ["CustomerResolver", "ResolverUnavailable", "current_resolver", "use_resolver"]
+
+logger = logging.getLogger(__name__)
+
+_SCOPES = frozenset({"customers:read", "customers:write"})
+
+
+class ResolverUnavailable(Exception):
+    """customer360 could not answer (down, timing out, or answering 5xx)."""
+
+
+class CustomerResolver:
+    def __init__(
+        self,
+        base_url: str,
+        secret: str,
+        *,
+        timeout_s: float = 5.0,
+        attempts: int = 3,
+        mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._secret = secret
+        self._timeout = httpx.Timeout(timeout_s)
+        self._attempts = attempts
+        #: Routes URLs to other transports (tests run customer360 in-process).
+        self.mounts = mounts
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._timeout, mounts=self.mounts)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def resolve(
+        self, identity: dict[str, str], *, create: bool, display_name: str | None = None
+    ) -> UUID | None:
+        """The customer owning ``identity`` (``{"email": …}`` or ``{"phone": …}``); a new
+        prospect when ``create``; ``None`` when nobody owns it or the value is not a valid
+        e-mail/phone. Raises :class:`ResolverUnavailable` when customer360 cannot answer."""
+        token = mint_internal_token(
+            Principal(subject="interactions-webhooks", kind="service", scopes=_SCOPES),
+            self._secret,
+        )
+        body: dict[str, object] = {**identity, "create": create}
+        if display_name and create:
+            body["display_name"] = display_name
+        delay = 0.2
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = await self._http().post(
+                    f"{self.base_url}/customers:resolve",
+                    json=body,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            except httpx.HTTPError as exc:
+                problem = f"{exc.__class__.__name__}: {exc}"
+            else:
+                if response.status_code in (200, 201):
+                    return UUID(response.json()["customer_id"])
+                if response.status_code in (404, 422):
+                    return None
+                problem = f"customer360 answered {response.status_code}"
+                if response.status_code < 500 and response.status_code != 429:
+                    raise ResolverUnavailable(problem)  # our mistake (token, scopes): no retry
+            logger.warning("resolving a customer failed (attempt %d): %s", attempt, problem)
+            if attempt < self._attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise ResolverUnavailable(problem)
+
+
+_current: CustomerResolver | None = None
+
+
+def use_resolver(resolver: CustomerResolver) -> None:
+    """Make ``resolver`` the one the webhook handler uses (the app factory calls this)."""
+    global _current
+    _current = resolver
+
+
+def current_resolver() -> CustomerResolver:
+    if _current is None:
+        raise RuntimeError("no customer resolver configured: build the app first")
+    return _current
