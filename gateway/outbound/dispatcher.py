@@ -36,11 +36,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 from uuid import UUID
 
 import aiohttp
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Table, and_, bindparam, case, exists, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import Settings
 from gateway.models import OutboundAttempt, OutboundDelivery, OutboundEndpoint, OutboundMessage
@@ -65,7 +66,7 @@ _DUE = text(
         SELECT 1 FROM gateway.outbound_delivery o
         WHERE o.endpoint_id = d.endpoint_id AND o.customer_id = d.customer_id
           AND o.seq < d.seq AND o.status IN ('pending', 'delivering'))
-    ORDER BY d.next_attempt_at, d.seq
+    ORDER BY d.next_attempt_at
     LIMIT :limit
     FOR UPDATE OF d SKIP LOCKED
     """
@@ -105,6 +106,9 @@ class Dispatcher:
         self._inflight: dict[UUID, int] = {}
         self._sending: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._recorder: asyncio.Task[None] | None = None
+        self._finished: list[tuple[_Claim, _Result, float, datetime]] = []
+        self._finished_ready = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
         self._last_sweep = 0.0
 
@@ -124,6 +128,7 @@ class Dispatcher:
             auto_decompress=False,
         )
         self._task = asyncio.create_task(self._run(), name="outbound-dispatcher")
+        self._recorder = asyncio.create_task(self._record_loop(), name="outbound-recorder")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -133,6 +138,13 @@ class Dispatcher:
         if self._sending:
             # Requests in flight finish or time out; their leases cover a crash anyway.
             await asyncio.wait(self._sending, timeout=self._settings.outbound_timeout_s + 1)
+        if self._recorder is not None:
+            self._recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder
+            if self._finished:
+                with contextlib.suppress(Exception):
+                    await self._record(self._finished)
         if self._http is not None:
             await self._http.close()
 
@@ -273,81 +285,163 @@ class Dispatcher:
             result = _Result("refused" if refused else "failed", error=str(exc.os_error or exc))
         except (aiohttp.ClientError, OSError) as exc:
             result = _Result("failed", error=f"{type(exc).__name__}: {exc}")
-        await self._record(claim, result, (time.perf_counter() - started) * 1000)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self._finished.append((claim, result, latency_ms, datetime.now(UTC)))
+        self._finished_ready.set()
 
-    async def _record(self, claim: _Claim, result: _Result, latency_ms: float) -> None:
-        settings = self._settings
-        now = datetime.now(UTC)
-        delivery: dict[str, object] = {
+    async def _record_loop(self) -> None:
+        """Record finished attempts in batches: one transaction for all that finished since
+        the last one (a commit per attempt was most of a delivery's cost)."""
+        while True:
+            await self._finished_ready.wait()
+            self._finished_ready.clear()
+            while self._finished:
+                batch, self._finished = self._finished, []
+                try:
+                    await self._record(batch)
+                except asyncio.CancelledError:
+                    self._finished[:0] = batch
+                    raise
+                except Exception as exc:
+                    logger.warning("outbound: recording %d attempts failed: %s", len(batch), exc)
+                    self._finished[:0] = batch
+                    await asyncio.sleep(0.5)
+                self._wake.set()
+
+    def _outcome(self, claim: _Claim, result: _Result, now: datetime) -> dict[str, Any]:
+        """The delivery's new state after this attempt."""
+        delivery: dict[str, Any] = {
+            "b_seq": claim.seq,
             "attempts": claim.attempts + 1,
             "last_status_code": result.status_code,
-            "lease_until": None,
+            "status": "pending",
+            "next_attempt_at": now,
+            "finished_at": None,
         }
-        endpoint: dict[str, object] = {}
         if result.outcome == "succeeded":
             delivery.update(status="succeeded", finished_at=now)
-            endpoint["failing_since"] = None
-        elif result.outcome == "gone":
-            delivery.update(status="pending", next_attempt_at=now)
-            endpoint.update(
-                enabled=False,
-                disabled_at=now,
-                disabled_reason=f"the endpoint answered 410 Gone at {now.isoformat()}",
-            )
-        else:
+        elif result.outcome != "gone":  # gone: waits, pending, for the endpoint's return
             delay = next_delay(
                 claim.attempts + 1,
-                settings.outbound_retry_schedule_s,
+                self._settings.outbound_retry_schedule_s,
                 retry_after_s=parse_retry_after(result.retry_after, now),
             )
             if delay is None:
                 delivery.update(status="failed", finished_at=now)
             else:
-                delivery.update(status="pending", next_attempt_at=now + delay)
-            endpoint["failing_since"] = func.coalesce(OutboundEndpoint.failing_since, now)
+                delivery["next_attempt_at"] = now + delay
+        return delivery
+
+    async def _record(self, batch: list[tuple[_Claim, _Result, float, datetime]]) -> None:
+        endpoint_ids = sorted({claim.endpoint_id for claim, *_ in batch})
         async with self._database.session() as session:
-            still_there = await session.scalar(
-                update(OutboundDelivery)
-                .where(OutboundDelivery.seq == claim.seq)
-                .values(**delivery)
-                .returning(OutboundDelivery.seq)
-            )
-            if still_there is None:
-                return  # the endpoint was deleted meanwhile, and its queue with it
-            await session.execute(
-                pg_insert(OutboundAttempt).values(
-                    delivery_seq=claim.seq,
-                    endpoint_id=claim.endpoint_id,
-                    message_id=claim.message_id,
-                    event_type=claim.event_type,
-                    attempted_at=now,
-                    outcome=result.outcome,
-                    status_code=result.status_code,
-                    latency_ms=round(latency_ms, 2),
-                    response_excerpt=result.excerpt,
-                    error=result.error,
+            # Endpoints first, in id order, like a DELETE of one (which cascades to its
+            # deliveries): one lock order, no deadlock with an endpoint deleted meanwhile.
+            live = set(
+                await session.scalars(
+                    select(OutboundEndpoint.id)
+                    .where(OutboundEndpoint.id.in_(endpoint_ids))
+                    .order_by(OutboundEndpoint.id)
+                    .with_for_update(key_share=True)
                 )
             )
-            if endpoint:
-                failing_since, enabled = (
-                    await session.execute(
-                        update(OutboundEndpoint)
-                        .where(OutboundEndpoint.id == claim.endpoint_id)
-                        .values(**endpoint)
-                        .returning(OutboundEndpoint.failing_since, OutboundEndpoint.enabled)
-                    )
-                ).one()
-                cutoff = now - timedelta(seconds=settings.outbound_disable_after_s)
-                if enabled and failing_since is not None and failing_since < cutoff:
-                    why = result.error or f"HTTP {result.status_code}"
-                    await session.execute(
-                        update(OutboundEndpoint)
-                        .where(OutboundEndpoint.id == claim.endpoint_id)
-                        .values(
-                            enabled=False,
-                            disabled_at=now,
-                            disabled_reason=f"no successful delivery since"
-                            f" {failing_since.isoformat()}; last attempt: {result.outcome}"
-                            f" ({why[:200]})",
-                        )
-                    )
+            deliveries, attempts = [], []
+            last: dict[UUID, tuple[_Result, datetime]] = {}
+            for claim, result, latency_ms, at in batch:
+                if claim.endpoint_id not in live:
+                    continue  # deleted, with its queue
+                deliveries.append(
+                    {**self._outcome(claim, result, at), "b_message": claim.message_id}
+                )
+                attempts.append(
+                    {
+                        "delivery_seq": claim.seq,
+                        "endpoint_id": claim.endpoint_id,
+                        "message_id": claim.message_id,
+                        "event_type": claim.event_type,
+                        "attempted_at": at,
+                        "outcome": result.outcome,
+                        "status_code": result.status_code,
+                        "latency_ms": round(latency_ms, 2),
+                        "response_excerpt": result.excerpt,
+                        "error": result.error,
+                    }
+                )
+                last[claim.endpoint_id] = (result, at)
+            if not deliveries:
+                return
+            table = cast(Table, OutboundDelivery.__table__)
+            # A message erased meanwhile is never tried again. Checked inside the UPDATE: an
+            # erase committed before it is seen here, and one committing after it waits on
+            # this row and then finds it pending, and cancels it itself.
+            erased_meanwhile = and_(
+                bindparam("status") == "pending",
+                exists().where(
+                    OutboundMessage.id == bindparam("b_message"), OutboundMessage.erased
+                ),
+            )
+            await session.execute(
+                update(table)
+                .where(table.c.seq == bindparam("b_seq"))
+                .values(
+                    status=case((erased_meanwhile, "cancelled"), else_=bindparam("status")),
+                    attempts=bindparam("attempts"),
+                    next_attempt_at=bindparam("next_attempt_at"),
+                    finished_at=case(
+                        (erased_meanwhile, func.now()), else_=bindparam("finished_at")
+                    ),
+                    last_status_code=bindparam("last_status_code"),
+                    lease_until=None,
+                ),
+                deliveries,
+            )
+            await session.execute(insert(cast(Table, OutboundAttempt.__table__)), attempts)
+            for endpoint_id, (result, at) in last.items():
+                await self._endpoint_health(session, endpoint_id, result, at)
+
+    async def _endpoint_health(
+        self, session: AsyncSession, endpoint_id: UUID, result: _Result, now: datetime
+    ) -> None:
+        """After an endpoint's latest attempt: clear its failing streak, disable it on
+        ``410``, or disable it when it has been failing for too long."""
+        if result.outcome == "succeeded":
+            await session.execute(
+                update(OutboundEndpoint)
+                .where(
+                    OutboundEndpoint.id == endpoint_id, OutboundEndpoint.failing_since.is_not(None)
+                )
+                .values(failing_since=None)
+            )
+            return
+        if result.outcome == "gone":
+            await session.execute(
+                update(OutboundEndpoint)
+                .where(OutboundEndpoint.id == endpoint_id)
+                .values(
+                    enabled=False,
+                    disabled_at=now,
+                    disabled_reason=f"the endpoint answered 410 Gone at {now.isoformat()}",
+                )
+            )
+            return
+        failing_since, enabled = (
+            await session.execute(
+                update(OutboundEndpoint)
+                .where(OutboundEndpoint.id == endpoint_id)
+                .values(failing_since=func.coalesce(OutboundEndpoint.failing_since, now))
+                .returning(OutboundEndpoint.failing_since, OutboundEndpoint.enabled)
+            )
+        ).one()
+        cutoff = now - timedelta(seconds=self._settings.outbound_disable_after_s)
+        if enabled and failing_since is not None and failing_since < cutoff:
+            why = result.error or f"HTTP {result.status_code}"
+            await session.execute(
+                update(OutboundEndpoint)
+                .where(OutboundEndpoint.id == endpoint_id)
+                .values(
+                    enabled=False,
+                    disabled_at=now,
+                    disabled_reason=f"no successful delivery since {failing_since.isoformat()};"
+                    f" last attempt: {result.outcome} ({why[:200]})",
+                )
+            )
