@@ -83,6 +83,8 @@ ROUTES: tuple[Route, ...] = (
     Route("/interactions", "interactions"),
     Route("/tickets", "interactions"),
     Route("/surveys", "interactions"),
+    Route("/tasks", "interactions"),
+    Route("/care-plans", "interactions"),
     Route("/products", "orders"),
     Route("/orders", "orders"),
     Route("/deals", "orders"),
