@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.interactions.models import Task, customer_scope
+from services.interactions.scheduling import claim_batch
 from shared.auth import Principal
 from shared.pagination import CursorParams, paginate
 from shared.privacy import visible_customers
@@ -98,17 +99,12 @@ class TaskRepository:
         return them, as the SLA breach scan does: ``SKIP LOCKED`` shares the work between
         replicas and the repeated condition makes each due time announce once."""
         pending = (Task.status == "open", Task.due_notified_at.is_(None))
-        candidates = (
-            select(Task.id)
-            .where(*pending, Task.due_at <= now)
-            .order_by(Task.due_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
+        claimed = claim_batch(
+            select(Task.id).where(*pending, Task.due_at <= now).order_by(Task.due_at).limit(limit)
         )
         result = await self.session.execute(
             update(Task)
-            .where(Task.id.in_(candidates), *pending)
+            .where(Task.id == claimed.c.id, *pending)
             .values(due_notified_at=now)
             .returning(
                 Task.id,

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from services.interactions.careplan.scheduler import CarePlanScheduler
 from services.interactions.config import Settings
 from services.interactions.main import create_app
+from services.interactions.task.repository import TaskRepository
 from shared.errors import PROBLEM_JSON
 from shared.events import CustomerCreated, CustomerErased, CustomerMerged
 from tests.services.interactions.careplan_support import Clock, deliver, outbox_events
@@ -348,6 +349,26 @@ class TestTaskDue:
         ).run_pass()
 
         assert await outbox_events(app.state.database, str(customer), DUE) == []
+
+
+class TestDueBatches:
+    async def test_a_pass_claims_at_most_its_batch_size_per_transaction(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        customer = uuid.uuid4()
+        for _ in range(5):
+            await create(client, customer, due_at="2032-01-01T09:00Z")
+        later = datetime(2032, 1, 2, tzinfo=UTC)
+
+        async with app.state.database.session() as session:
+            first = await TaskRepository(session).mark_due(later, 2)
+        async with app.state.database.session() as session:
+            second = await TaskRepository(session).mark_due(later, 2)
+        scheduler = CarePlanScheduler(app.state.database, now=Clock(later), batch_size=2)
+
+        assert (len(first), len(second)) == (2, 2)
+        assert (await scheduler.run_pass()).tasks_due == 1
+        assert len(await outbox_events(app.state.database, str(customer), DUE)) == 1
 
 
 class TestCustomerEvents:
