@@ -84,6 +84,8 @@ ROUTES: tuple[Route, ...] = (
     Route("/interactions:batch", "interactions"),
     Route("/tickets", "interactions"),
     Route("/surveys", "interactions"),
+    Route("/tasks", "interactions"),
+    Route("/care-plans", "interactions"),
     # What orders learns from purchases, under the customer's path too.
     Route("/customers/*/recommendations", "orders"),
     Route("/products", "orders"),

@@ -9,3 +9,7 @@ routers.append(ticket_router)
 from services.interactions.survey.endpoints import router as survey_router  # noqa: E402
 
 routers.append(survey_router)
+from services.interactions.careplan.endpoints import router as care_plan_router  # noqa: E402
+from services.interactions.task.endpoints import router as task_router  # noqa: E402
+
+routers += [task_router, care_plan_router]

@@ -35,3 +35,8 @@ class Settings(RapportSettings):
     #: not listed are left to other services. JSON in the environment:
     #: ``INTERACTIONS_WEBHOOK_FORMATS='{"mailer": "email-events"}'``.
     webhook_formats: dict[str, WebhookFormat] = Field(default_factory=lambda: dict(_FORMATS))
+    #: The care-plan scheduler (rules → tasks/events, and TaskDue); safe on every replica.
+    care_plan_scheduler_enabled: bool = True
+    care_plan_scheduler_interval_s: float = 60.0
+    #: Occasions missed for longer than this (downtime) are skipped, not replayed.
+    care_plan_catch_up_days: int = Field(default=7, ge=0, le=366)

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.interactions.api import routers
+from services.interactions.careplan.scheduler import care_plan_scheduler_lifespan
 from services.interactions.config import Settings
 from services.interactions.interaction import partners, webhooks
 from services.interactions.interaction.customers import CustomerResolver, use_resolver
@@ -17,7 +18,7 @@ from shared.app import create_app as create_part_app
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
-        async with sla_scheduler_lifespan(app):
+        async with sla_scheduler_lifespan(app), care_plan_scheduler_lifespan(app):
             yield
     finally:
         await app.state.customer_resolver.close()
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "interactions", "description": "Customer touchpoints"},
             {"name": "tickets", "description": "Support tickets with SLA targets"},
             {"name": "surveys", "description": "CSAT and NPS answers and their figures"},
+            {"name": "tasks", "description": "Follow-up tasks, by hand or from care plans"},
+            {"name": "care plans", "description": "Rules that create follow-ups on schedule"},
         ],
         lifespan_extension=_lifespan,
     )

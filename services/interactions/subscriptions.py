@@ -17,3 +17,23 @@ from services.interactions.ticket import handlers as ticket_handlers  # noqa: E4
 
 subscriptions.on(CustomerMerged)(ticket_handlers.on_customer_merged)
 subscriptions.on(CustomerErased)(ticket_handlers.on_customer_erased)
+
+from services.interactions.careplan import handlers as care_plan_handlers  # noqa: E402
+from services.interactions.task import handlers as task_handlers  # noqa: E402
+from shared.events import (  # noqa: E402
+    CustomerCreated,
+    CustomerUpdated,
+    OrderPlaced,
+    SegmentEntered,
+    SegmentExited,
+)
+
+subscriptions.on(CustomerMerged)(task_handlers.on_customer_merged)
+subscriptions.on(CustomerErased)(task_handlers.on_customer_erased)
+subscriptions.on(CustomerCreated)(care_plan_handlers.on_customer_created)
+subscriptions.on(CustomerUpdated)(care_plan_handlers.on_customer_updated)
+subscriptions.on(CustomerMerged)(care_plan_handlers.on_customer_merged)
+subscriptions.on(CustomerErased)(care_plan_handlers.on_customer_erased)
+subscriptions.on(SegmentEntered)(care_plan_handlers.on_segment_entered)
+subscriptions.on(SegmentExited)(care_plan_handlers.on_segment_exited)
+subscriptions.on(OrderPlaced)(care_plan_handlers.on_order_placed)

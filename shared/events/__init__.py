@@ -15,6 +15,7 @@ from shared.events.base import (
     registered_events,
 )
 from shared.events.catalog import (
+    CarePlanTriggered,
     ConsentState,
     CustomerConsentChanged,
     CustomerCreated,
@@ -29,6 +30,8 @@ from shared.events.catalog import (
     SegmentEntered,
     SegmentExited,
     SurveyAnswered,
+    TaskCompleted,
+    TaskDue,
     TicketOpened,
     TicketSlaBreached,
     TicketStatusChanged,
@@ -46,6 +49,7 @@ __all__ = [
     "TOPICS",
     "WEBHOOK_STATUS_TOPIC",
     "WEBHOOK_TOPIC",
+    "CarePlanTriggered",
     "ConsentState",
     "CustomerConsentChanged",
     "CustomerCreated",
@@ -63,6 +67,8 @@ __all__ = [
     "SegmentEntered",
     "SegmentExited",
     "SurveyAnswered",
+    "TaskCompleted",
+    "TaskDue",
     "TicketOpened",
     "TicketSlaBreached",
     "TicketStatusChanged",

@@ -25,6 +25,7 @@ from shared.events.base import (
 
 __all__ = [
     "BehaviourRecorded",
+    "CarePlanTriggered",
     "ConsentState",
     "CustomerConsentChanged",
     "CustomerCreated",
@@ -42,6 +43,8 @@ __all__ = [
     "SegmentEntered",
     "SegmentExited",
     "SurveyAnswered",
+    "TaskCompleted",
+    "TaskDue",
     "TicketOpened",
     "TicketSlaBreached",
     "TicketStatusChanged",
@@ -249,6 +252,59 @@ class SurveyAnswered(Event):
     ticket_id: UUID | None = None
     order_id: UUID | None = None
     answered_at: datetime
+
+
+class TaskDue(Event):
+    """A follow-up task fell due (published once per due time; rescheduling re-arms it).
+
+    Marketing automation acts on care-plan tasks through this (``rule_id``/``rule_type``)."""
+
+    event_type: ClassVar[str] = "rapport.interaction.task_due.v1"
+    topic: ClassVar[str] = INTERACTION_TOPIC
+
+    task_id: UUID
+    title: str
+    assignee: str | None = None
+    due_at: datetime
+    source: Literal["manual", "care_plan"]
+    rule_id: UUID | None = None
+    rule_type: str | None = Field(
+        default=None,
+        examples=["birthday", "holiday", "periodic_revisit", "post_purchase", "low_csat"],
+    )
+    occurs_on: date | None = Field(
+        default=None, description="The care-plan occasion (customer's local date)."
+    )
+
+
+class TaskCompleted(Event):
+    """A follow-up task was marked done."""
+
+    event_type: ClassVar[str] = "rapport.interaction.task_completed.v1"
+    topic: ClassVar[str] = INTERACTION_TOPIC
+
+    task_id: UUID
+    completed_at: datetime
+    completed_by: str
+    assignee: str | None = None
+    rule_id: UUID | None = None
+
+
+class CarePlanTriggered(Event):
+    """An event-only care-plan rule fired for a customer (once per rule, customer and
+    occasion). Rules that create tasks publish :class:`TaskDue` instead."""
+
+    event_type: ClassVar[str] = "rapport.interaction.care_plan_triggered.v1"
+    topic: ClassVar[str] = INTERACTION_TOPIC
+
+    rule_id: UUID
+    rule_type: str = Field(
+        examples=["birthday", "holiday", "periodic_revisit", "post_purchase", "low_csat"]
+    )
+    rule_name: str
+    occurs_on: date = Field(description="The occasion, in the customer's local calendar.")
+    due_at: datetime = Field(description="When to act: the rule's local time on that date.")
+    triggered_at: datetime
 
 
 # --- orders ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """interaction types, typed metadata and idempotent ingest
 
 Revision ID: 3f1c9d2e7b40
-Revises: a6ec70208839
+Revises: 9ee7559b75d2
 Create Date: 2026-11-23 16:30:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "3f1c9d2e7b40"
-down_revision: str | None = "a6ec70208839"
+down_revision: str | None = "9ee7559b75d2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

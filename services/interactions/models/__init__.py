@@ -8,3 +8,20 @@ from services.interactions.models.survey import SurveyResponse
 from services.interactions.models.ticket import SlaPolicy, Ticket, TicketComment
 
 __all__ += ["SlaPolicy", "SurveyResponse", "Ticket", "TicketComment"]
+from services.interactions.models.care_plan import (  # noqa: E402
+    CarePlanCustomer,
+    CarePlanOccurrence,
+    CarePlanOrder,
+    CarePlanRule,
+    CarePlanSegmentMember,
+)
+from services.interactions.models.task import Task  # noqa: E402
+
+__all__ += [
+    "CarePlanCustomer",
+    "CarePlanOccurrence",
+    "CarePlanOrder",
+    "CarePlanRule",
+    "CarePlanSegmentMember",
+    "Task",
+]

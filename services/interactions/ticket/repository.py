@@ -9,6 +9,7 @@ from sqlalchemy import and_, extract, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.interactions.models import SlaPolicy, Ticket, TicketComment, customer_scope
+from services.interactions.scheduling import claim_batch
 from shared.auth import Principal
 from shared.pagination import CursorParams, paginate
 from shared.privacy import visible_customers
@@ -134,17 +135,12 @@ class TicketRepository:
         else:
             due, mark = Ticket.resolution_due_at, Ticket.resolution_breached_at
             pending = and_(mark.is_(None), Ticket.status.in_(OPEN_STATUSES))
-        candidates = (
-            select(Ticket.id)
-            .where(pending, due <= now)
-            .order_by(due)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
+        claimed = claim_batch(
+            select(Ticket.id).where(pending, due <= now).order_by(due).limit(limit)
         )
         result = await self.session.execute(
             update(Ticket)
-            .where(Ticket.id.in_(candidates), pending)
+            .where(Ticket.id == claimed.c.id, pending)
             .values({mark: now})
             .returning(Ticket.id, Ticket.customer_id, due, Ticket.priority, Ticket.assignee_id)
             .execution_options(synchronize_session=False)

@@ -8,15 +8,12 @@ winner commits, no longer matches the ``breached_at IS NULL`` condition.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
+from services.interactions.scheduling import Clock, PeriodicJob, running_job, utcnow
 from services.interactions.ticket.repository import TicketRepository
 from shared.db import Database
 from shared.events import TicketSlaBreached
@@ -24,29 +21,22 @@ from shared.messaging import publish
 
 __all__ = ["SlaScheduler", "sla_scheduler_lifespan"]
 
-logger = logging.getLogger(__name__)
-
 TARGETS = ("first_response", "resolution")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+class SlaScheduler(PeriodicJob):
+    name = "sla-scheduler"
 
-
-class SlaScheduler:
     def __init__(
         self,
         database: Database,
         *,
-        now: Callable[[], datetime] = _utcnow,
+        now: Clock = utcnow,
         interval_s: float = 30.0,
         batch_size: int = 500,
     ) -> None:
-        self.database = database
-        self.now = now
-        self.interval_s = interval_s
+        super().__init__(database, now=now, interval_s=interval_s)
         self.batch_size = batch_size
-        self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> int:
         """One pass at ``now()``: returns how many breaches it recorded (and published)."""
@@ -78,37 +68,13 @@ class SlaScheduler:
                     break
         return total
 
-    async def _loop(self) -> None:
-        while True:
-            # Sleep first: a replica that just started lets the running ones go on.
-            await asyncio.sleep(self.interval_s)
-            try:
-                if found := await self.run_once():
-                    logger.info("recorded %d SLA breaches", found)
-            except Exception as exc:  # the database may be down for a while: try next time
-                logger.warning("SLA scheduler pass failed: %s", exc)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="sla-scheduler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
 
 @asynccontextmanager
 async def sla_scheduler_lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.settings
-    if not settings.sla_scheduler_enabled:
+    scheduler = None
+    if settings.sla_scheduler_enabled:
+        scheduler = SlaScheduler(app.state.database, interval_s=settings.sla_scheduler_interval_s)
+        app.state.sla_scheduler = scheduler
+    async with running_job(scheduler):
         yield
-        return
-    scheduler = SlaScheduler(app.state.database, interval_s=settings.sla_scheduler_interval_s)
-    app.state.sla_scheduler = scheduler
-    scheduler.start()
-    try:
-        yield
-    finally:
-        await scheduler.stop()

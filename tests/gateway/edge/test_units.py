@@ -48,6 +48,8 @@ class TestRouteTable:
             ("/interactions", "interactions"),
             ("/tickets/9", "interactions"),
             ("/surveys", "interactions"),
+            ("/tasks/9:complete", "interactions"),
+            ("/care-plans/rules/1", "interactions"),
             ("/products/sku-1", "orders"),
             ("/orders", "orders"),
             ("/deals/3", "orders"),

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from services.interactions.config import Settings
 from services.interactions.main import create_app
 from services.interactions.ticket import service
+from services.interactions.ticket.repository import TicketRepository
 from services.interactions.ticket.scheduler import SlaScheduler
 from services.interactions.ticket.schemas import TicketCreate
 from shared.db import Database
@@ -129,6 +130,29 @@ class TestSlaScheduler:
         events = await breach_events(app.state.database, [str(customer_id)])
         # Only the answered ticket's resolution target can still be missed.
         assert [(e["ticket_id"], e["target"]) for e in events] == [(answered["id"], "resolution")]
+
+
+class TestBatches:
+    async def test_a_scan_marks_at_most_its_batch_size(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        # Regression: as `id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` the LIMIT did not
+        # hold (PostgreSQL re-ran the subquery), so one pass marked every due ticket at once.
+        body = {
+            "customer_id": str(uuid.uuid4()),
+            "title": "x",
+            "category": "incident",
+            "priority": "urgent",
+        }
+        opened = [
+            (await client.post("/tickets", json=body, headers=agent())).json() for _ in range(5)
+        ]
+        far = datetime.fromisoformat(opened[0]["opened_at"]) + timedelta(days=1)
+
+        async with app.state.database.session() as session:
+            marked = await TicketRepository(session).mark_breaches("first_response", far, 2)
+
+        assert len(marked) == 2
 
 
 class TestTwoSchedulersRacing:
