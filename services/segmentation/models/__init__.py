@@ -2,5 +2,17 @@
 
 from services.segmentation.models.base import Base, customer_scope
 from services.segmentation.models.customer_features import CustomerFeatures
+from services.segmentation.models.customer_orders import CustomerOrder
+from services.segmentation.models.customer_redirects import CustomerRedirect
+from services.segmentation.models.customer_scores import CustomerScore
+from services.segmentation.models.rfm_boundaries import RfmBoundary
 
-__all__ = ["Base", "CustomerFeatures", "customer_scope"]
+__all__ = [
+    "Base",
+    "CustomerFeatures",
+    "CustomerOrder",
+    "CustomerRedirect",
+    "CustomerScore",
+    "RfmBoundary",
+    "customer_scope",
+]
