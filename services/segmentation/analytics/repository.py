@@ -303,7 +303,7 @@ class AnalyticsRepository:
         )
         counts: dict[str, int] = {}
         unscored = 0
-        for segment, n in rows.tuples():
+        for segment, n in rows:
             if segment is None:
                 unscored = n
             else:
@@ -330,9 +330,8 @@ class AnalyticsRepository:
     async def population_cuts(self) -> dict[tuple[str, str], tuple[list[str], int]]:
         """Cut points of the whole population now: (dimension, currency) → (cuts, N)."""
         found: dict[tuple[str, str], tuple[list[str], int]] = {}
-        for dimension, currency, _k, value, n in (
-            await self.session.execute(text(_CUTS_SQL))
-        ).tuples():
+        rows = await self.session.execute(text(_CUTS_SQL))
+        for dimension, currency, _k, value, n in rows:
             cuts, _ = found.get((dimension, currency), ([], n))
             cuts.append(value)
             found[(dimension, currency)] = (cuts, n)

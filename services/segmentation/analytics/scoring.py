@@ -259,6 +259,11 @@ def monetary_value(orders: Sequence[OrderFacts], currency: str) -> Decimal:
     return sum((o.net for o in orders if o.seen and o.currency == currency), Decimal(0))
 
 
+def _placed_at(order: OrderFacts) -> datetime:
+    assert order.placed_at is not None
+    return order.placed_at
+
+
 def recency_day(last_order_at: datetime) -> date:
     return last_order_at.astimezone(UTC).date()
 
@@ -274,7 +279,7 @@ def score_customer(
         if o.seen:
             assert o.currency is not None
             historical[o.currency] = historical.get(o.currency, Decimal(0)) + o.net
-    counting = sorted((o for o in orders if o.counts), key=lambda o: o.placed_at)  # type: ignore[arg-type,return-value]
+    counting = sorted((o for o in orders if o.counts), key=_placed_at)
     if not counting:
         return Scores(
             recency=None,

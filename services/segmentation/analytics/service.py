@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.segmentation.analytics.repository import AnalyticsRepository
 from services.segmentation.analytics.scoring import (
     Boundaries,
+    OrderFacts,
     Scores,
     ScoringPolicy,
     primary_currency,
@@ -113,9 +114,9 @@ class AnalyticsService:
             (n for (dimension, _), (_, n) in cuts.items() if dimension == "recency"), default=0
         )
 
-    async def _boundaries_for(self, orders: Sequence[Sequence[object]]) -> Boundaries:
+    async def _boundaries_for(self, orders: Sequence[Sequence[OrderFacts]]) -> Boundaries:
         boundaries, _ = await self.repo.boundaries()
-        needed = {primary_currency(o) for o in orders} - {None}  # type: ignore[arg-type]
+        needed = {c for c in map(primary_currency, orders) if c is not None}
         have = set(boundaries.monetary or {})
         if needed and (boundaries.recency is None or not needed <= have):
             await self.recompute_boundaries()
