@@ -1,4 +1,4 @@
-"""analytics: order history, scores, RFM boundaries, merge redirects
+"""analytics: order history, scores, RFM boundaries, merge redirects, passes
 
 Revision ID: 5a1d7c3e9b20
 Revises: 447e48db5589
@@ -18,6 +18,21 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "analytics_passes",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("trigger", sa.String(length=10), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("population", sa.Integer(), nullable=True),
+        sa.Column("customers_rescored", sa.Integer(), nullable=True),
+        sa.Column("scores_published", sa.Integer(), nullable=True),
+        sa.CheckConstraint(
+            "trigger IN ('schedule', 'request')", name=op.f("ck_analytics_passes_trigger")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_analytics_passes")),
+        schema="segmentation",
+    )
     op.create_table(
         "customer_orders",
         sa.Column("order_id", sa.Uuid(), nullable=False),
@@ -129,3 +144,4 @@ def downgrade() -> None:
         "ix_customer_orders_customer_id", table_name="customer_orders", schema="segmentation"
     )
     op.drop_table("customer_orders", schema="segmentation")
+    op.drop_table("analytics_passes", schema="segmentation")

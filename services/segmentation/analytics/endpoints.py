@@ -1,20 +1,23 @@
+import asyncio
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.segmentation.analytics.dependencies import ClockDep, PolicyDep
 from services.segmentation.analytics.repository import AnalyticsRepository
 from services.segmentation.analytics.schemas import (
     CustomerScoresRead,
+    PassRead,
     RecomputeRead,
     RfmGroupCount,
     RfmSummary,
 )
 from services.segmentation.analytics.scoring import RFM_GROUPS, RFM_LABELS
-from services.segmentation.analytics.service import Recompute
+from services.segmentation.analytics.service import Recompute, RecomputeResult
 from shared.auth import PrincipalDep, require_scopes
 from shared.db import SessionDep
-from shared.errors import NotFound, problem_responses
+from shared.errors import Conflict, NotFound, problem_responses
 
 router = APIRouter(tags=["analytics"])
 
@@ -93,36 +96,69 @@ async def get_rfm_summary(session: SessionDep, principal: PrincipalDep) -> RfmSu
     groups = [
         RfmGroupCount(group=g, label=RFM_LABELS[g], customers=counts.get(g, 0)) for g in RFM_GROUPS
     ]
+    latest = await repo.latest_pass()
     return RfmSummary(
         groups=groups,
         scored_customers=sum(g.customers for g in groups),
         unscored_customers=unscored,
         boundaries_computed_at=computed_at,
+        last_pass=PassRead.model_validate(latest) if latest is not None else None,
     )
 
 
 @router.post(
     "/analytics:recompute",
     summary="Recompute RFM boundaries and rescore every customer (admin)",
+    status_code=202,
     dependencies=[Depends(require_scopes("admin"))],
-    responses=problem_responses(401, 403),
+    responses={
+        200: {"model": RecomputeRead, "description": "The pass ran (`wait=true`)."},
+        **problem_responses(401, 403, 409),
+    },
 )
-async def recompute(request: Request, now: ClockDep, policy: PolicyDep) -> RecomputeRead:
+async def recompute(
+    request: Request,
+    response: Response,
+    now: ClockDep,
+    policy: PolicyDep,
+    wait: Annotated[
+        bool,
+        Query(description="Run the pass before answering (small populations, scripts)."),
+    ] = False,
+) -> RecomputeRead:
     """Run the batch pass now instead of waiting for the scheduler: new quintile boundaries
     from the whole population, then every customer with orders rescored in bounded batches
     (one transaction each), publishing `CustomerScored` only for customers whose scores
-    changed. Answers when the pass is done; on a large population prefer the scheduled pass
-    (`SEGMENTATION_ANALYTICS_RECOMPUTE_INTERVAL_S`). Requires the `admin` scope."""
-    settings = request.app.state.settings
-    result = await Recompute(
-        request.app.state.database,
+    changed. Requires the `admin` scope.
+
+    By default the pass runs in the background of the replica that took the request and
+    the answer is `202` at once (a pass over a million customers takes minutes): it is done
+    when `last_pass` in `GET /analytics/rfm` started at or after `accepted_at` and has a
+    `finished_at`. `wait=true` runs it before answering `200` with the figures (for small
+    populations and scripts: mind the gateway's upstream timeout). `409`: a pass requested
+    earlier is still running on this replica.
+    """
+    state = request.app.state
+    running: asyncio.Task[RecomputeResult] | None = getattr(state, "analytics_pass", None)
+    if running is not None and not running.done():
+        raise Conflict("a recompute requested earlier is still running")
+    settings = state.settings
+    accepted_at = now()
+    job = Recompute(
+        state.database,
         policy,
         now=now,
         batch_size=settings.analytics_batch_size,
         interval_s=settings.analytics_recompute_interval_s,
     ).run_once()
-    assert result.computed_at is not None
+    if not wait:
+        state.analytics_pass = asyncio.create_task(job, name="analytics-recompute")
+        return RecomputeRead(state="accepted", accepted_at=accepted_at)
+    result = await job
+    response.status_code = 200
     return RecomputeRead(
+        state="done",
+        accepted_at=accepted_at,
         computed_at=result.computed_at,
         population=result.population,
         customers_rescored=result.customers_rescored,

@@ -50,7 +50,7 @@ class AnalyticsHandlers:
             currency=event.currency.upper(),
             placed_at=event.placed_at,
         )
-        await service.rescore([customer_id])
+        await service.rescore(customer_id)
 
     async def on_order_status_changed(
         self, session: AsyncSession, event: OrderStatusChanged, envelope: Envelope
@@ -67,7 +67,7 @@ class AnalyticsHandlers:
             refunded_total=event.refunded_total,
             currency=event.currency.upper() if event.currency else None,
         )
-        await service.rescore([customer_id])
+        await service.rescore(customer_id)
 
     async def on_customer_merged(
         self, session: AsyncSession, event: CustomerMerged, envelope: Envelope
@@ -79,7 +79,7 @@ class AnalyticsHandlers:
             return
         await service.repo.redirect(event.merged_id, survivor, event.merged_at)
         await service.repo.repoint_orders(event.merged_id, survivor)
-        await service.rescore([survivor])
+        await service.rescore(survivor)
 
     async def on_customer_erased(
         self, session: AsyncSession, event: CustomerErased, envelope: Envelope

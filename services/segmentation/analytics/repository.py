@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import Row, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,7 @@ from services.segmentation.analytics.scoring import (
     Scores,
 )
 from services.segmentation.models import (
+    AnalyticsPass,
     CustomerOrder,
     CustomerRedirect,
     CustomerScore,
@@ -84,16 +85,6 @@ WHERE rn = (k * n + 4) / 5
 ORDER BY dimension, currency, k
 """
 )
-
-
-def _facts(row: CustomerOrder) -> OrderFacts:
-    return OrderFacts(
-        status=row.status,
-        currency=row.currency,
-        placed_at=row.placed_at,
-        paid_total=row.paid_total,
-        refunded_total=row.refunded_total,
-    )
 
 
 class AnalyticsRepository:
@@ -219,13 +210,22 @@ class AnalyticsRepository:
             )
         )
 
-    async def orders_of(self, customer_ids: Sequence[UUID]) -> dict[UUID, list[OrderFacts]]:
-        rows = await self.session.scalars(
-            select(CustomerOrder).where(CustomerOrder.customer_id.in_(customer_ids))
+    async def orders_of(self, first: UUID, last: UUID) -> dict[UUID, list[OrderFacts]]:
+        """The orders of the customers with ids in ``[first, last]``."""
+        # Core rows, not ORM objects: a batch pass loads thousands of orders per batch.
+        rows = await self.session.execute(
+            select(
+                CustomerOrder.customer_id,
+                CustomerOrder.status,
+                CustomerOrder.currency,
+                CustomerOrder.placed_at,
+                CustomerOrder.paid_total,
+                CustomerOrder.refunded_total,
+            ).where(CustomerOrder.customer_id.between(first, last))
         )
         found: dict[UUID, list[OrderFacts]] = defaultdict(list)
-        for row in rows:
-            found[row.customer_id].append(_facts(row))
+        for customer_id, status, currency, placed_at, paid, refunded in rows:
+            found[customer_id].append(OrderFacts(status, currency, placed_at, paid, refunded))
         return found
 
     async def customers_after(self, after: UUID | None, limit: int) -> list[UUID]:
@@ -236,40 +236,54 @@ class AnalyticsRepository:
         return list(await self.session.scalars(statement.limit(limit)))
 
     # --- scores ----------------------------------------------------------------------------
-    async def scores_for_update(self, customer_ids: Sequence[UUID]) -> dict[UUID, CustomerScore]:
-        rows = await self.session.scalars(
-            select(CustomerScore)
-            .where(CustomerScore.customer_id.in_(customer_ids))
+    async def scores_for_update(self, first: UUID, last: UUID) -> dict[UUID, Row[Any]]:
+        """The stored scores of the customers with ids in ``[first, last]`` (rows with the
+        table's column names), locked until the transaction ends."""
+        rows = await self.session.execute(
+            select(CustomerScore.__table__)
+            .where(CustomerScore.customer_id.between(first, last))
             .order_by(CustomerScore.customer_id)  # one lock order: no deadlocks between passes
             .with_for_update()
         )
         return {row.customer_id: row for row in rows}
 
-    async def save_scores(self, customer_id: UUID, scores: Scores, scored_at: datetime) -> None:
-        values: dict[str, Any] = {
-            "recency": scores.recency,
-            "frequency": scores.frequency,
-            "monetary": scores.monetary,
-            "rfm_segment": scores.rfm_segment,
-            "lifecycle_stage": scores.lifecycle_stage,
-            "order_count": scores.order_count,
-            "first_order_at": scores.first_order_at,
-            "last_order_at": scores.last_order_at,
-            "historical_clv": {c: format(a, "f") for c, a in scores.historical_clv.items()},
-            "predicted_clv": scores.predicted_clv,
-            "clv_currency": scores.clv_currency,
-            "churn_risk": scores.churn_risk,
-            "scored_at": scored_at,
-        }
-        statement = insert(CustomerScore).values(customer_id=customer_id, **values)
+    async def save_scores(self, scored: Sequence[tuple[UUID, Scores]], scored_at: datetime) -> None:
+        """Upsert many customers' scores in one statement (a batch pass writes thousands)."""
+        if not scored:
+            return
+        rows = [
+            {
+                "customer_id": customer_id,
+                "recency": scores.recency,
+                "frequency": scores.frequency,
+                "monetary": scores.monetary,
+                "rfm_segment": scores.rfm_segment,
+                "lifecycle_stage": scores.lifecycle_stage,
+                "order_count": scores.order_count,
+                "first_order_at": scores.first_order_at,
+                "last_order_at": scores.last_order_at,
+                "historical_clv": {c: format(a, "f") for c, a in scores.historical_clv.items()},
+                "predicted_clv": scores.predicted_clv,
+                "clv_currency": scores.clv_currency,
+                "churn_risk": scores.churn_risk,
+                "scored_at": scored_at,
+            }
+            for customer_id, scores in scored
+        ]
+        statement = insert(CustomerScore)
         await self.session.execute(
-            statement.on_conflict_do_update(index_elements=[CustomerScore.customer_id], set_=values)
+            statement.on_conflict_do_update(
+                index_elements=[CustomerScore.customer_id],
+                set_={k: statement.excluded[k] for k in rows[0] if k != "customer_id"},
+            ),
+            rows,
         )
 
-    async def delete_scores(self, customer_id: UUID) -> None:
-        await self.session.execute(
-            delete(CustomerScore).where(CustomerScore.customer_id == customer_id)
-        )
+    async def delete_scores(self, customer_ids: Sequence[UUID]) -> None:
+        if customer_ids:
+            await self.session.execute(
+                delete(CustomerScore).where(CustomerScore.customer_id.in_(customer_ids))
+            )
 
     async def get_scores(self, customer_id: UUID, principal: Principal) -> CustomerScore | None:
         return (
@@ -309,6 +323,44 @@ class AnalyticsRepository:
             else:
                 counts[segment] = n
         return counts, unscored
+
+    # --- batch passes ----------------------------------------------------------------------
+    async def start_pass(self, trigger: str, started_at: datetime) -> int:
+        pass_id = (
+            await self.session.execute(
+                insert(AnalyticsPass)
+                .values(trigger=trigger, started_at=started_at)
+                .returning(AnalyticsPass.id)
+            )
+        ).scalar_one()
+        await self.session.execute(delete(AnalyticsPass).where(AnalyticsPass.id <= pass_id - 100))
+        return pass_id
+
+    async def finish_pass(
+        self,
+        pass_id: int,
+        *,
+        finished_at: datetime,
+        population: int,
+        customers_rescored: int,
+        scores_published: int,
+    ) -> None:
+        await self.session.execute(
+            update(AnalyticsPass)
+            .where(AnalyticsPass.id == pass_id)
+            .values(
+                finished_at=finished_at,
+                population=population,
+                customers_rescored=customers_rescored,
+                scores_published=scores_published,
+            )
+        )
+
+    async def latest_pass(self, *, finished: bool = False) -> AnalyticsPass | None:
+        statement = select(AnalyticsPass).order_by(AnalyticsPass.id.desc()).limit(1)
+        if finished:
+            statement = statement.where(AnalyticsPass.finished_at.is_not(None))
+        return (await self.session.scalars(statement)).one_or_none()
 
     # --- boundaries ------------------------------------------------------------------------
     async def boundaries(self) -> tuple[Boundaries, datetime | None]:

@@ -27,7 +27,7 @@ async def _loop(recompute: Recompute, tick_s: float) -> None:
     while True:
         await asyncio.sleep(tick_s)
         try:
-            result = await recompute.run_once(force=False)
+            result = await recompute.run_once(force=False, trigger="schedule")
             if result.ran:
                 logger.info(
                     "analytics pass: %d customers rescored, %d scores published",
@@ -41,9 +41,24 @@ async def _loop(recompute: Recompute, tick_s: float) -> None:
 @asynccontextmanager
 async def analytics_scheduler_lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.settings
-    if not settings.analytics_scheduler_enabled:
-        yield
-        return
+    try:
+        if not settings.analytics_scheduler_enabled:
+            yield
+            return
+        async with _scheduled(app):
+            yield
+    finally:
+        # a pass requested through the API (POST /analytics:recompute) stops with the app
+        requested = getattr(app.state, "analytics_pass", None)
+        if requested is not None and not requested.done():
+            requested.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await requested
+
+
+@asynccontextmanager
+async def _scheduled(app: FastAPI) -> AsyncIterator[None]:
+    settings = app.state.settings
     recompute = Recompute(
         app.state.database,
         policy_from(settings),

@@ -1,5 +1,6 @@
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,7 +79,47 @@ class RfmGroupCount(BaseModel):
     customers: int = Field(ge=0, examples=[42])
 
 
+class PassRead(BaseModel):
+    """One batch pass: new boundaries, then every customer rescored."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    trigger: Literal["schedule", "request"]
+    started_at: datetime = Field(description="Also when its boundaries were computed.")
+    finished_at: datetime | None = Field(
+        description="`null` while the pass runs (or if it died before the end)."
+    )
+    population: int | None
+    customers_rescored: int | None
+    scores_published: int | None
+
+
 class RfmSummary(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "groups": [
+                        {"group": "champions", "label": "Champions", "customers": 42},
+                        {"group": "loyal", "label": "Loyal", "customers": 97},
+                        {"group": "lost", "label": "Lost", "customers": 310},
+                    ],
+                    "scored_customers": 449,
+                    "unscored_customers": 0,
+                    "boundaries_computed_at": "2026-11-23T11:00:00Z",
+                    "last_pass": {
+                        "trigger": "schedule",
+                        "started_at": "2026-11-23T11:00:00Z",
+                        "finished_at": "2026-11-23T11:00:04Z",
+                        "population": 449,
+                        "customers_rescored": 449,
+                        "scores_published": 12,
+                    },
+                }
+            ]
+        }
+    )
+
     groups: list[RfmGroupCount] = Field(
         description="All eleven named groups, best first, zero counts included."
     )
@@ -87,6 +128,10 @@ class RfmSummary(BaseModel):
         ge=0, description="Customers with orders but no R or F score yet (no boundaries)."
     )
     boundaries_computed_at: datetime | None
+    last_pass: PassRead | None = Field(
+        description="The latest batch pass (scores of customers without new orders are as "
+        "fresh as its `finished_at`)."
+    )
 
 
 class RecomputeRead(BaseModel):
@@ -94,18 +139,38 @@ class RecomputeRead(BaseModel):
         json_schema_extra={
             "examples": [
                 {
+                    "state": "done",
+                    "accepted_at": "2026-11-23T12:00:00Z",
                     "computed_at": "2026-11-23T12:00:00Z",
                     "population": 1520,
                     "customers_rescored": 1520,
                     "scores_published": 37,
-                }
+                },
+                {
+                    "state": "accepted",
+                    "accepted_at": "2026-11-23T12:00:00Z",
+                    "computed_at": None,
+                    "population": None,
+                    "customers_rescored": None,
+                    "scores_published": None,
+                },
             ]
         }
     )
 
-    computed_at: datetime = Field(description="The clock reading the boundaries rest on.")
-    population: int = Field(ge=0, description="Customers with orders that count.")
-    customers_rescored: int = Field(ge=0)
-    scores_published: int = Field(
-        ge=0, description="`CustomerScored` events queued: customers whose scores changed."
+    state: Literal["accepted", "done"] = Field(
+        description="`accepted`: the pass runs in the background (202); `done`: it ran (200)."
+    )
+    accepted_at: datetime
+    computed_at: datetime | None = Field(
+        default=None, description="The clock reading the new boundaries rest on."
+    )
+    population: int | None = Field(
+        default=None, ge=0, description="Customers with orders that count."
+    )
+    customers_rescored: int | None = Field(default=None, ge=0)
+    scores_published: int | None = Field(
+        default=None,
+        ge=0,
+        description="`CustomerScored` events queued: customers whose scores changed.",
     )

@@ -22,24 +22,22 @@ changes, so a pass over an unchanged population publishes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Literal
 from uuid import UUID
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.segmentation.analytics.repository import AnalyticsRepository
 from services.segmentation.analytics.scoring import (
-    Boundaries,
-    OrderFacts,
     Scores,
     ScoringPolicy,
-    primary_currency,
     score_customer,
 )
 from services.segmentation.config import Settings
-from services.segmentation.models import CustomerScore
 from shared.db import Database
 from shared.events import CustomerScored
 from shared.messaging import publish
@@ -64,7 +62,7 @@ def policy_from(settings: Settings) -> ScoringPolicy:
     )
 
 
-def _stored(row: CustomerScore | None) -> tuple[object, ...] | None:
+def _stored(row: Row[Any] | None) -> tuple[object, ...] | None:
     if row is None:
         return None
     return (
@@ -79,7 +77,7 @@ def _stored(row: CustomerScore | None) -> tuple[object, ...] | None:
     )
 
 
-def _stored_rest(row: CustomerScore | None) -> tuple[object, ...] | None:
+def _stored_rest(row: Row[Any] | None) -> tuple[object, ...] | None:
     if row is None:
         return None
     return (
@@ -114,38 +112,36 @@ class AnalyticsService:
             (n for (dimension, _), (_, n) in cuts.items() if dimension == "recency"), default=0
         )
 
-    async def _boundaries_for(self, orders: Sequence[Sequence[OrderFacts]]) -> Boundaries:
+    async def rescore(self, customer_id: UUID) -> int:
+        """Score one customer now (on their order events); returns events published."""
+        return await self.rescore_range(customer_id, customer_id)
+
+    async def rescore_range(self, first: UUID, last: UUID) -> int:
+        """Score every customer with an id in ``[first, last]`` now; publish
+        ``CustomerScored`` for each whose published values changed. Returns how many.
+
+        A range, not a list of ids: the batch pass walks customers in id order, and a range
+        condition on the primary key / customer index is cheaper than a 1,000-value IN list.
+        A customer with stored scores but no orders left loses their scores.
+        """
+        stored = await self.repo.scores_for_update(first, last)
+        orders = await self.repo.orders_of(first, last)
         boundaries, _ = await self.repo.boundaries()
-        needed = {c for c in map(primary_currency, orders) if c is not None}
-        have = set(boundaries.monetary or {})
-        if needed and (boundaries.recency is None or not needed <= have):
+        now = self.now()
+        scored = {c: score_customer(o, boundaries, now, self.policy) for c, o in orders.items()}
+        if any(_lacks_boundaries(s) for s in scored.values()):
+            # a fresh install, or the first customer whose main currency has no monetary
+            # boundaries yet: compute them from the population once, then score again
             await self.recompute_boundaries()
             boundaries, _ = await self.repo.boundaries()
-        return boundaries
-
-    async def rescore(self, customer_ids: Sequence[UUID]) -> int:
-        """Score ``customer_ids`` now; publish ``CustomerScored`` for each changed one.
-
-        Returns how many published. A customer with no orders left loses their scores.
-        """
-        if not customer_ids:
-            return 0
-        ids = sorted(set(customer_ids))
-        stored = await self.repo.scores_for_update(ids)
-        orders = await self.repo.orders_of(ids)
-        boundaries = await self._boundaries_for([orders[c] for c in ids if c in orders])
-        now = self.now()
+            scored = {c: score_customer(o, boundaries, now, self.policy) for c, o in orders.items()}
         events: list[CustomerScored] = []
-        for customer_id in ids:
-            if customer_id not in orders:
-                if customer_id in stored:
-                    await self.repo.delete_scores(customer_id)
-                continue
-            scores = score_customer(orders[customer_id], boundaries, now, self.policy)
+        to_save: list[tuple[UUID, Scores]] = []
+        for customer_id, scores in sorted(scored.items()):
             row = stored.get(customer_id)
             changed = scores.published() != _stored(row)
             if changed or _rest(scores) != _stored_rest(row):
-                await self.repo.save_scores(customer_id, scores, now)
+                to_save.append((customer_id, scores))
             if changed:
                 events.append(
                     CustomerScored(
@@ -163,8 +159,16 @@ class AnalyticsService:
                         scored_at=now,
                     )
                 )
+        orphans = [c for c in stored if c not in orders]
+        await self.repo.delete_scores(orphans)
+        await self.repo.save_scores(to_save, now)
         await publish(self.session, *events)
         return len(events)
+
+
+def _lacks_boundaries(scores: Scores) -> bool:
+    """Has orders that count, but no boundaries to place them against."""
+    return scores.order_count > 0 and (scores.recency is None or scores.monetary is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,14 +199,21 @@ class Recompute:
         self.interval_s = interval_s
 
     async def due(self) -> bool:
+        """Whether the latest pass (any replica's, or requested) started an interval ago."""
         async with self.database.session() as session:
-            _, computed_at = await AnalyticsRepository(session).boundaries()
-        return computed_at is None or (self.now() - computed_at).total_seconds() >= self.interval_s
+            latest = await AnalyticsRepository(session).latest_pass()
+        return latest is None or (self.now() - latest.started_at).total_seconds() >= (
+            self.interval_s
+        )
 
-    async def run_once(self, *, force: bool = True) -> RecomputeResult:
+    async def run_once(
+        self, *, force: bool = True, trigger: Literal["schedule", "request"] = "request"
+    ) -> RecomputeResult:
         if not force and not await self.due():
             return RecomputeResult(False, None, 0, 0, 0)
         computed_at = self.now()
+        async with self.database.session() as session:
+            pass_id = await AnalyticsRepository(session).start_pass(trigger, computed_at)
         async with self.database.session() as session:
             population = await AnalyticsService(
                 session, self.policy, lambda: computed_at
@@ -213,9 +224,18 @@ class Recompute:
             async with self.database.session() as session:
                 ids = await AnalyticsRepository(session).customers_after(after, self.batch_size)
                 if ids:
-                    published += await AnalyticsService(session, self.policy, self.now).rescore(ids)
+                    service = AnalyticsService(session, self.policy, self.now)
+                    published += await service.rescore_range(ids[0], ids[-1])
             rescored += len(ids)
             if len(ids) < self.batch_size:
                 break
             after = ids[-1]
+        async with self.database.session() as session:
+            await AnalyticsRepository(session).finish_pass(
+                pass_id,
+                finished_at=self.now(),
+                population=population,
+                customers_rescored=rescored,
+                scores_published=published,
+            )
         return RecomputeResult(True, computed_at, population, rescored, published)

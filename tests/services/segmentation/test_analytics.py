@@ -6,6 +6,7 @@ is rolled back), so the population-relative quintiles are exactly the hand-compu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from services.segmentation.analytics.scoring import ScoringPolicy
 from services.segmentation.config import Settings
 from services.segmentation.main import create_app
 from services.segmentation.models import (
+    AnalyticsPass,
     CustomerOrder,
     CustomerRedirect,
     CustomerScore,
@@ -68,7 +70,13 @@ async def app(make_settings: Any) -> FastAPI:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(app) as c:
         async with app.state.database.session() as session:
-            for table in (CustomerOrder, CustomerScore, RfmBoundary, CustomerRedirect):
+            for table in (
+                CustomerOrder,
+                CustomerScore,
+                RfmBoundary,
+                CustomerRedirect,
+                AnalyticsPass,
+            ):
                 await session.execute(delete(table))
         yield c
 
@@ -169,9 +177,10 @@ async def scores(client: httpx.AsyncClient, customer_id: uuid.UUID) -> dict[str,
 
 
 async def recompute(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.post("/analytics:recompute", headers=ADMIN)
+    response = await client.post("/analytics:recompute?wait=true", headers=ADMIN)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
+    assert body["state"] == "done"
     return body
 
 
@@ -455,23 +464,36 @@ class TestMergeAndErase:
 
 
 class TestScheduler:
-    async def test_a_pass_runs_only_once_the_boundaries_are_an_interval_old(
+    async def test_a_pass_runs_only_once_the_latest_is_an_interval_old(
         self, app: FastAPI, client: httpx.AsyncClient
     ) -> None:
-        await population(app)  # the first order computed boundaries at NOW
-        clock = {"now": NOW + timedelta(minutes=59)}
+        await population(app)
+        clock = {"now": NOW}
         recompute = Recompute(
             app.state.database, ScoringPolicy(), now=lambda: clock["now"], interval_s=3600
         )
 
-        early = await recompute.run_once(force=False)
+        first = await recompute.run_once(force=False, trigger="schedule")
+        clock["now"] = NOW + timedelta(minutes=59)
+        early = await recompute.run_once(force=False, trigger="schedule")
         clock["now"] = NOW + timedelta(hours=1)
-        due = await recompute.run_once(force=False)
+        due = await recompute.run_once(force=False, trigger="schedule")
 
-        assert early.ran is False
-        assert due.ran is True
+        assert (first.ran, early.ran, due.ran) == (True, False, True)
         assert due.computed_at == NOW + timedelta(hours=1)
         assert due.customers_rescored == 5
+        # an hour later A's 10 days since the last order are 10 d 1 h: nothing visible moves
+        assert due.scores_published == 0
+        body = (await client.get("/analytics/rfm", headers=READ)).json()
+        assert body["last_pass"] == {
+            "trigger": "schedule",
+            "started_at": "2026-11-01T01:00:00Z",
+            "finished_at": "2026-11-01T01:00:00Z",
+            "population": 5,
+            "customers_rescored": 5,
+            "scores_published": 0,
+        }
+        assert datetime.fromisoformat(body["boundaries_computed_at"]) == NOW + timedelta(hours=1)
 
 
 class TestGetCustomerScores:
@@ -516,6 +538,44 @@ class TestGetCustomerScores:
 
 
 class TestRecompute:
+    async def test_runs_in_the_background_by_default(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        await population(app)
+
+        response = await client.post("/analytics:recompute", headers=ADMIN)
+
+        assert response.status_code == 202, response.text
+        assert response.json() == {
+            "state": "accepted",
+            "accepted_at": "2026-11-01T00:00:00Z",
+            "computed_at": None,
+            "population": None,
+            "customers_rescored": None,
+            "scores_published": None,
+        }
+        result = await app.state.analytics_pass
+        assert result.customers_rescored == 5
+        body = (await client.get("/analytics/rfm", headers=READ)).json()
+        assert body["last_pass"]["trigger"] == "request"
+        assert body["last_pass"]["finished_at"] == "2026-11-01T00:00:00Z"
+        assert body["last_pass"]["customers_rescored"] == 5
+        assert body["scored_customers"] == 5
+
+    async def test_refuses_a_second_pass_while_one_requested_earlier_runs(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        never = asyncio.Event()
+        app.state.analytics_pass = asyncio.create_task(never.wait())
+        try:
+            response = await client.post("/analytics:recompute", headers=ADMIN)
+        finally:
+            app.state.analytics_pass.cancel()
+
+        assert response.status_code == 409
+        assert response.headers["content-type"] == PROBLEM_JSON
+        assert response.json()["detail"] == "a recompute requested earlier is still running"
+
     async def test_is_for_admins_only(self, client: httpx.AsyncClient) -> None:
         response = await client.post("/analytics:recompute", headers=bearer("segments:write"))
 
