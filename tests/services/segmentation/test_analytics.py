@@ -94,12 +94,14 @@ async def deliver(app: FastAPI, event: Event, handler: Handler | None = None) ->
         await chosen(session, event, Envelope.wrap(event, source="/test"))
 
 
-def placed(customer_id: uuid.UUID, order_id: uuid.UUID, days: int, total: str) -> OrderPlaced:
+def placed(
+    customer_id: uuid.UUID, order_id: uuid.UUID, days: int, total: str, currency: str = "EUR"
+) -> OrderPlaced:
     return OrderPlaced(
         customer_id=customer_id,
         order_id=order_id,
         total=Decimal(total),
-        currency="EUR",
+        currency=currency,
         channel="online_store",
         placed_at=ago(days),
     )
@@ -115,6 +117,7 @@ def status(
     paid: str,
     refunded: str = "0",
     previous: str = "pending",
+    currency: str = "EUR",
 ) -> OrderStatusChanged:
     return OrderStatusChanged(
         customer_id=customer_id,
@@ -125,7 +128,7 @@ def status(
         total=Decimal(total),
         paid_total=Decimal(paid),
         refunded_total=Decimal(refunded),
-        currency="EUR",
+        currency=currency,
     )
 
 
@@ -133,13 +136,28 @@ async def buy(app: FastAPI, customer_id: uuid.UUID, days: int, amount: str, **kw
     """An order placed ``days`` ago and paid in full (optionally refunded in part or
     cancelled before payment)."""
     order_id = uuid.uuid4()
-    await deliver(app, placed(customer_id, order_id, days, amount))
+    currency = kw.get("currency", "EUR")
+    await deliver(app, placed(customer_id, order_id, days, amount, currency))
     if kw.get("cancelled"):
         await deliver(
-            app, status(customer_id, order_id, "cancelled", ago(days), total=amount, paid="0")
+            app,
+            status(
+                customer_id,
+                order_id,
+                "cancelled",
+                ago(days),
+                total=amount,
+                paid="0",
+                currency=currency,
+            ),
         )
         return
-    await deliver(app, status(customer_id, order_id, "paid", ago(days), total=amount, paid=amount))
+    await deliver(
+        app,
+        status(
+            customer_id, order_id, "paid", ago(days), total=amount, paid=amount, currency=currency
+        ),
+    )
     if refunded := kw.get("refunded"):
         await deliver(
             app,
@@ -358,6 +376,71 @@ class TestHandComputedPopulation:
         # placed (pending, nothing paid yet: M unchanged but F, R, group change) and paid
         # (M moves from 1 to 2): two events for E, none for anybody else
         assert after == {**before, "E": before["E"] + 2}
+
+
+class TestBoundariesInSql:
+    async def test_cut_points_ties_and_main_currencies_match_the_hand_computed_ones(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        ids = {name: uuid.uuid4() for name in "PQRST"}
+        # P: EUR d30 10; USD d20 5, d10 5 → main USD (2 orders to 1); F 3; M 10 USD
+        await buy(app, ids["P"], 30, "10")
+        await buy(app, ids["P"], 20, "5", currency="USD")
+        await buy(app, ids["P"], 10, "5", currency="USD")
+        # Q: USD d50 20 → F 1; M 20 USD
+        await buy(app, ids["Q"], 50, "20", currency="USD")
+        # R: EUR d40 100, d35 cancelled → F 1, last d40; M 100 EUR
+        await buy(app, ids["R"], 40, "100")
+        await buy(app, ids["R"], 35, "70", cancelled="yes")
+        # S: EUR d15 30, d5 30 → F 2; M 60 EUR
+        await buy(app, ids["S"], 15, "30")
+        await buy(app, ids["S"], 5, "30")
+        # T: EUR d60 10, USD d60 10 → one each at the same instant: alphabetical → EUR;
+        # F 2; M 10 EUR
+        await buy(app, ids["T"], 60, "10")
+        await buy(app, ids["T"], 60, "10", currency="USD")
+
+        await recompute(client)
+
+        async with app.state.database.session() as session:
+            rows = {
+                (b.dimension, b.currency): (b.cuts, b.population)
+                for b in await session.scalars(select(RfmBoundary))
+            }
+        day = {d: ago(d).date().isoformat() for d in (60, 50, 40, 10)}
+        assert rows == {
+            # N = 5, cut k at position k: dates d60 (T), d50 (Q), d40 (R), d10 (P), d5 (S)
+            ("recency", ""): ([day[60], day[50], day[40], day[10]], 5),
+            # F sorted [1, 1, 2, 2, 3] → 1, 1, 2, 2
+            ("frequency", ""): (["1", "1", "2", "2"], 5),
+            # EUR (R, S, T): N = 3, positions ceil(3k/5) = 1, 2, 2, 3 of [10, 60, 100]
+            ("monetary", "EUR"): (["10.0000", "60.0000", "60.0000", "100.0000"], 3),
+            # USD (P, Q): N = 2, positions ceil(2k/5) = 1, 1, 2, 2 of [10, 20]
+            ("monetary", "USD"): (["10.0000", "10.0000", "20.0000", "20.0000"], 2),
+        }
+        got = {name: await scores(client, cid) for name, cid in ids.items()}
+        assert {n: (g["monetary"], g["clv_currency"]) for n, g in got.items()} == {
+            "P": (1, "USD"),  # 10 exceeds no USD cut
+            "Q": (3, "USD"),  # 20 > 10, 10
+            "R": (4, "EUR"),  # 100 > 10, 60, 60
+            "S": (2, "EUR"),  # 60 > 10 only
+            "T": (1, "EUR"),  # 10 exceeds none
+        }
+        assert {n: g["frequency"] for n, g in got.items()} == {
+            "P": 5,  # 3 > 1, 1, 2, 2
+            "Q": 1,
+            "R": 1,
+            "S": 3,  # 2 > 1, 1
+            "T": 3,
+        }
+        assert {n: g["recency"] for n, g in got.items()} == {
+            "P": 4,  # d10 > d60, d50, d40
+            "Q": 2,
+            "R": 3,
+            "S": 5,
+            "T": 1,
+        }
+        assert got["P"]["historical_clv"] == {"EUR": "10.0000", "USD": "10.0000"}
 
 
 class TestIdempotency:
