@@ -74,6 +74,9 @@ ROUTES: tuple[Route, ...] = (
     # What segmentation computes about a customer lives under the customer's path.
     Route("/customers/*/features", "segmentation"),
     Route("/customers/*/segments", "segmentation"),
+    Route("/customers/*/scores", "segmentation"),
+    Route("/analytics", "segmentation"),
+    Route("/analytics:recompute", "segmentation"),
     Route("/segments", "segmentation"),
     Route("/customers", "customer360"),
     Route("/customers:resolve", "customer360"),

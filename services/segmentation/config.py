@@ -1,5 +1,7 @@
+from decimal import Decimal
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import RapportSettings
@@ -10,3 +12,24 @@ class Settings(RapportSettings):
     service_name: ClassVar[str] = "segmentation"
 
     port: int = 8004
+
+    # --- built-in analytics (services/segmentation/analytics) ------------------------------
+    #: The batch pass (new RFM quintile boundaries, then every customer rescored). Every
+    #: replica runs a scheduler; a pass is skipped when another one ran less than
+    #: ``analytics_recompute_interval_s`` ago, so replicas share the work.
+    analytics_scheduler_enabled: bool = True
+    analytics_recompute_interval_s: float = Field(default=3600.0, gt=0)
+    #: Customers rescored per transaction in a batch pass (bounds locks and memory).
+    analytics_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    #: Lifecycle: more days than this since the last order → ``at_risk``.
+    lifecycle_at_risk_days: int = Field(default=90, ge=1)
+    #: Lifecycle: more days than this since the last order → ``churned``.
+    lifecycle_churned_days: int = Field(default=365, ge=1)
+    #: Lifecycle: at least this many orders (and not at risk or churned) → ``loyal``.
+    lifecycle_loyal_orders: int = Field(default=4, ge=3)
+    #: Churn risk: the purchase interval assumed for a customer with a single order.
+    churn_default_interval_days: Decimal = Field(default=Decimal(90), gt=0)
+    #: Churn risk reaches 1 when the time since the last order is this many intervals.
+    churn_full_risk_ratio: Decimal = Field(default=Decimal(3), gt=1)
+    #: Predictive CLV: how many years ahead the expected future purchases are counted.
+    clv_horizon_years: Decimal = Field(default=Decimal(3), gt=0)

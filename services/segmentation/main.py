@@ -2,6 +2,7 @@
 
 from fastapi import FastAPI
 
+from services.segmentation.analytics.scheduler import analytics_scheduler_lifespan
 from services.segmentation.api import routers
 from services.segmentation.config import Settings
 from services.segmentation.subscriptions import subscriptions
@@ -16,6 +17,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=routers,
         subscriptions=subscriptions,
         openapi_tags=[
-            {"name": "features", "description": "What is known about a customer, from events"}
+            {"name": "features", "description": "What is known about a customer, from events"},
+            {
+                "name": "analytics",
+                "description": "RFM scores and groups, lifecycle stage, CLV and churn risk",
+            },
         ],
+        lifespan_extension=analytics_scheduler_lifespan,
     )

@@ -1,5 +1,6 @@
 """What segmentation consumes: the one place its event handlers are listed."""
 
+from services.segmentation.analytics import AnalyticsHandlers
 from services.segmentation.features import handlers
 from services.segmentation.models import customer_scope
 from shared.events import (
@@ -8,6 +9,7 @@ from shared.events import (
     CustomerMerged,
     InteractionRecorded,
     OrderPlaced,
+    OrderStatusChanged,
 )
 from shared.messaging import Subscriptions
 from shared.privacy import follow_customer_scope
@@ -20,3 +22,10 @@ subscriptions.on(CustomerErased)(handlers.on_customer_erased)
 subscriptions.on(OrderPlaced)(handlers.on_order_placed)
 subscriptions.on(InteractionRecorded)(handlers.on_interaction_recorded)
 subscriptions.on(CustomerMerged)(handlers.on_customer_merged)
+
+#: RFM, lifecycle, CLV and churn risk (services/segmentation/analytics).
+analytics = AnalyticsHandlers()
+subscriptions.on(OrderPlaced)(analytics.on_order_placed)
+subscriptions.on(OrderStatusChanged)(analytics.on_order_status_changed)
+subscriptions.on(CustomerMerged)(analytics.on_customer_merged)
+subscriptions.on(CustomerErased)(analytics.on_customer_erased)

@@ -1,6 +1,20 @@
 """ORM tables of segmentation, all in the ``segmentation`` schema."""
 
+from services.segmentation.models.analytics_passes import AnalyticsPass
 from services.segmentation.models.base import Base, customer_scope
 from services.segmentation.models.customer_features import CustomerFeatures
+from services.segmentation.models.customer_orders import CustomerOrder
+from services.segmentation.models.customer_redirects import CustomerRedirect
+from services.segmentation.models.customer_scores import CustomerScore
+from services.segmentation.models.rfm_boundaries import RfmBoundary
 
-__all__ = ["Base", "CustomerFeatures", "customer_scope"]
+__all__ = [
+    "AnalyticsPass",
+    "Base",
+    "CustomerFeatures",
+    "CustomerOrder",
+    "CustomerRedirect",
+    "CustomerScore",
+    "RfmBoundary",
+    "customer_scope",
+]

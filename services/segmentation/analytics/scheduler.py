@@ -1,0 +1,77 @@
+"""Runs the analytics batch pass periodically (see :mod:`.service` for what it does).
+
+Every replica runs one. Each wakes every ``min(interval, 60 s)`` and runs a pass only when
+the stored boundaries are at least ``interval`` old, so replicas share the work instead of
+repeating it (two that wake together both run; the boundary write is serialised and the
+second pass publishes nothing new).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.segmentation.analytics.service import Recompute, policy_from
+
+__all__ = ["analytics_scheduler_lifespan"]
+
+logger = logging.getLogger(__name__)
+
+
+async def _loop(recompute: Recompute, tick_s: float) -> None:
+    while True:
+        await asyncio.sleep(tick_s)
+        try:
+            result = await recompute.run_once(force=False, trigger="schedule")
+            if result.ran:
+                logger.info(
+                    "analytics pass: %d customers rescored, %d scores published",
+                    result.customers_rescored,
+                    result.scores_published,
+                )
+        except Exception as exc:  # the database may be down for a while: try next time
+            logger.warning("analytics pass failed: %s", exc)
+
+
+@asynccontextmanager
+async def analytics_scheduler_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = app.state.settings
+    try:
+        if not settings.analytics_scheduler_enabled:
+            yield
+            return
+        async with _scheduled(app):
+            yield
+    finally:
+        # a pass requested through the API (POST /analytics:recompute) stops with the app
+        requested = getattr(app.state, "analytics_pass", None)
+        if requested is not None and not requested.done():
+            requested.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await requested
+
+
+@asynccontextmanager
+async def _scheduled(app: FastAPI) -> AsyncIterator[None]:
+    settings = app.state.settings
+    recompute = Recompute(
+        app.state.database,
+        policy_from(settings),
+        batch_size=settings.analytics_batch_size,
+        interval_s=settings.analytics_recompute_interval_s,
+    )
+    task = asyncio.create_task(
+        _loop(recompute, min(settings.analytics_recompute_interval_s, 60.0)),
+        name="analytics-scheduler",
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
