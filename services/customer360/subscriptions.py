@@ -2,6 +2,7 @@
 
 from services.customer360.view import handlers as view
 from shared.events import (
+    BehaviourRecorded,
     CustomerConsentChanged,
     CustomerCreated,
     CustomerErased,
@@ -25,6 +26,7 @@ subscriptions = Subscriptions()
 subscriptions.on(OrderPlaced)(view.on_order_placed)
 subscriptions.on(OrderStatusChanged)(view.on_order_status_changed)
 subscriptions.on(InteractionRecorded)(view.on_interaction_recorded)
+subscriptions.on(BehaviourRecorded)(view.on_behaviour_recorded)
 subscriptions.on(TicketOpened)(view.on_ticket_opened)
 subscriptions.on(TicketStatusChanged)(view.on_ticket_status_changed)
 subscriptions.on(SurveyAnswered)(view.on_survey_answered)

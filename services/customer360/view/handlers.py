@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.customer360.view.repository import ViewRepository
 from shared.events import (
+    BehaviourRecorded,
     CustomerConsentChanged,
     CustomerCreated,
     CustomerErased,
@@ -36,6 +37,7 @@ from shared.events import (
 )
 
 __all__ = [
+    "on_behaviour_recorded",
     "on_consent_changed",
     "on_customer_created",
     "on_customer_erased",
@@ -117,6 +119,37 @@ async def on_order_status_changed(
 
 
 # --- interactions ---------------------------------------------------------------------------
+async def on_behaviour_recorded(
+    session: AsyncSession, event: BehaviourRecorded, envelope: Envelope
+) -> None:
+    """Web/app behaviour, coalesced per ingested batch: it moves the last interaction and
+    makes one timeline entry ("Browsed: 12 page views, 2 searches")."""
+    repo = ViewRepository(session)
+    customer_id = await _target(repo, event)
+    if customer_id is None:
+        return
+    await repo.interaction(
+        customer_id, occurred_at=event.last_occurred_at, channel=event.last_channel
+    )
+    what = ", ".join(
+        f"{n} {_label(kind).lower()}{'s' if n != 1 else ''}"
+        for kind, n in sorted(event.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    await repo.add_entry(
+        customer_id,
+        event_id=envelope.id,
+        occurred_at=event.last_occurred_at,
+        kind="interaction.behaviour",
+        title=f"Browsed: {what} ({', '.join(event.channels) or event.last_channel})",
+        data={
+            "counts": event.counts,
+            "urls": event.urls,
+            "products": event.products,
+            "search_terms": event.search_terms,
+        },
+    )
+
+
 async def on_interaction_recorded(
     session: AsyncSession, event: InteractionRecorded, envelope: Envelope
 ) -> None:

@@ -20,6 +20,7 @@ from services.customer360.view import handlers
 from services.customer360.view.repository import ViewRepository
 from shared.errors import PROBLEM_JSON
 from shared.events import (
+    BehaviourRecorded,
     CustomerConsentChanged,
     CustomerCreated,
     CustomerErased,
@@ -303,6 +304,31 @@ class TestInteractionsTicketsSurveys:
         assert [(i["kind"], i["title"], i["summary"]) for i in got["timeline"]] == [
             ("interaction.call", "Call (call, inbound)", "Asked for a refund"),
             ("interaction.message", "Message (email, inbound)", None),
+        ]
+
+    async def test_behaviour_moves_the_last_interaction_and_makes_one_entry(self, app, client):
+        customer_id = await new_customer(client)
+        await deliver(app, interaction(customer_id, T0, "email"))
+        browsed = T0 + timedelta(hours=2)
+        await deliver(
+            app,
+            BehaviourRecorded(
+                customer_id=customer_id,
+                counts={"page_view": 12, "search": 1},
+                channels=["web"],
+                first_occurred_at=T0 + timedelta(hours=1),
+                last_occurred_at=browsed,
+                last_channel="web",
+                urls=["https://shop.example.com/p/mug"],
+                search_terms=["mug"],
+            ),
+        )
+        got = await view(client, customer_id)
+        assert datetime.fromisoformat(got["aggregates"]["last_interaction_at"]) == browsed
+        assert got["aggregates"]["last_interaction_channel"] == "web"
+        assert [(i["kind"], i["title"]) for i in got["timeline"]] == [
+            ("interaction.behaviour", "Browsed: 12 page views, 1 search (web)"),
+            ("interaction.message", "Message (email, inbound)"),
         ]
 
     async def test_withholds_free_text_without_the_pii_scope(self, app, client):
