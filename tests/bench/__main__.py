@@ -7,6 +7,7 @@ from tests.bench import (
     customer_search,
     gateway,
     interaction_ingest,
+    outbound,
     outbox,
     webhooks,
 )
@@ -23,3 +24,5 @@ if __name__ == "__main__":
     asyncio.run(customer_import.main())
     print()
     interaction_ingest.main()
+    print()
+    asyncio.run(outbound.main())
