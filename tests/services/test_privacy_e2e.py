@@ -85,7 +85,9 @@ async def test_merge_moves_records_and_erase_leaves_no_personal_data(make_settin
             c360_subscriptions,
         ),
         "interactions": (
-            interactions_app(make_settings(InteractionsSettings, **on)),
+            interactions_app(
+                make_settings(InteractionsSettings, customer360_url="http://customer360", **on)
+            ),
             interactions_subscriptions,
         ),
         "orders": (orders_app(make_settings(OrdersSettings, **on)), orders_subscriptions),
@@ -116,6 +118,9 @@ async def test_merge_moves_records_and_erase_leaves_no_personal_data(make_settin
         apps["customer360"][0].state.export_mounts = {
             f"http://{part}": httpx.ASGITransport(app=apps[part][0])
             for part in ("interactions", "orders", "segmentation")
+        }
+        apps["interactions"][0].state.customer_resolver.mounts = {
+            "http://customer360": httpx.ASGITransport(app=apps["customer360"][0])
         }
         c360, interactions, orders = (
             clients["customer360"],

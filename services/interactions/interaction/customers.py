@@ -96,6 +96,26 @@ class CustomerResolver:
                 delay *= 2
         raise ResolverUnavailable(problem)
 
+    async def exists(self, customer_id: UUID) -> bool:
+        """Whether customer360 knows ``customer_id`` (a merged-away id counts: it resolves
+        to its survivor). Raises :class:`ResolverUnavailable` when it cannot answer."""
+        token = mint_internal_token(
+            Principal(subject="interactions", kind="service", scopes=frozenset({"customers:read"})),
+            self._secret,
+        )
+        try:
+            response = await self._http().get(
+                f"{self.base_url}/customers/{customer_id}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except httpx.HTTPError as exc:
+            raise ResolverUnavailable(f"{exc.__class__.__name__}: {exc}") from None
+        if response.status_code in (404, 410):
+            return False
+        if response.status_code == 200:
+            return True
+        raise ResolverUnavailable(f"customer360 answered {response.status_code}")
+
 
 _current: CustomerResolver | None = None
 

@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from services.interactions.interaction import service
 from services.interactions.interaction.repository import (
@@ -33,20 +33,20 @@ router = APIRouter(tags=["interactions"])
     dependencies=[Depends(require_scopes("interactions:write"))],
     responses={
         200: {"model": InteractionRead, "description": "Its `event_id` was stored before"},
-        **problem_responses(401, 403, 413),
+        **problem_responses(401, 403, 413, 422, 503),
     },
 )
 async def record_interaction(
-    body: InteractionCreate, session: SessionDep, response: Response
+    body: InteractionCreate, session: SessionDep, response: Response, request: Request
 ) -> InteractionRead:
     """Record one touchpoint with a customer: a call, an e-mail, an SMS, a chat, a social
     mention/comment/like/share, a meeting or visit, a note, an e-mail platform event, or web/app
     behaviour (page view, click, search). `kind` selects the shape of `metadata`.
 
     `occurred_at` is when it happened (send it with a UTC offset); leave it out to use the time
-    of the request. Times before 1970 or more than 5 minutes ahead are refused. The customer
-    id is not checked here (a UI may log a call moments after creating the profile, before
-    interactions has heard of it); the batch endpoint does check it.
+    of the request. Times before 1970 or more than 5 minutes ahead are refused. An unknown
+    customer is a `422` (`unknown-customer`); one created moments ago is confirmed with
+    customer360 (`503` if it cannot be asked).
 
     With an `event_id` the request is idempotent: repeating it answers `200` with the
     interaction stored the first time.
@@ -54,7 +54,9 @@ async def record_interaction(
     Publishes `rapport.interaction.recorded.v1` once stored (behaviour kinds publish
     `rapport.interaction.behaviour_recorded.v1` instead).
     """
-    interaction, created = await service.record_interaction(session, body)
+    interaction, created = await service.record_interaction(
+        session, request.app.state.customer_resolver, body
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return InteractionRead.model_validate(interaction)
@@ -64,9 +66,11 @@ async def record_interaction(
     "/interactions:batch",
     summary="Ingest a batch of interactions",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses=problem_responses(401, 403, 413),
+    responses=problem_responses(401, 403, 413, 503),
 )
-async def ingest_interactions(body: BatchRequest, session: SessionDep) -> BatchResult:
+async def ingest_interactions(
+    body: BatchRequest, session: SessionDep, request: Request
+) -> BatchResult:
     """High-volume ingest (behaviour tracking, partner imports): up to 1,000 events, each
     shaped like the body of `POST /interactions` plus an optional `event_id`, in one request
     of at most 1 MiB.
@@ -80,8 +84,9 @@ async def ingest_interactions(body: BatchRequest, session: SessionDep) -> BatchR
     * `/problems/validation-failed`: wrong or missing fields, an unknown enum value, a time
       before 1970 or more than 5 minutes ahead, an oversize text, metadata that does not fit
       the kind;
-    * `/problems/unknown-customer`: interactions has no such customer (never existed, merged
-      away, erased — or created moments ago; such an item may be retried shortly).
+    * `/problems/unknown-customer`: no such customer (never existed, or erased). Customers
+      interactions has not heard of yet (created moments ago) are confirmed with customer360,
+      up to 20 per batch; a `503` means it could not be asked, and nothing was stored.
 
     A batch that cannot be read at all (not JSON, no `events`, more than 1,000) is a `4xx`
     problem and stores nothing. Retrying a whole batch is safe when its events carry
@@ -93,7 +98,9 @@ async def ingest_interactions(body: BatchRequest, session: SessionDep) -> BatchR
     Human touchpoints publish `rapport.interaction.recorded.v1` each; behaviour publishes one
     `rapport.interaction.behaviour_recorded.v1` per customer per batch.
     """
-    results = await service.ingest(session, body.source, body.events)
+    results = await service.ingest(
+        session, request.app.state.customer_resolver, body.source, body.events
+    )
     counts = {s: sum(1 for r in results if r.status == s) for s in ("stored", "duplicate", "error")}
     return BatchResult(
         stored=counts["stored"],

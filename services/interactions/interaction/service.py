@@ -16,7 +16,7 @@ the individual events stay queryable here.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -26,6 +26,7 @@ from uuid import UUID, uuid4
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.interactions.interaction.customers import CustomerResolver, ResolverUnavailable
 from services.interactions.interaction.repository import InteractionRepository, NewInteraction
 from services.interactions.interaction.schemas import (
     BEHAVIOUR_KINDS,
@@ -34,12 +35,19 @@ from services.interactions.interaction.schemas import (
     ItemResult,
 )
 from services.interactions.models import Interaction
-from shared.errors import NotFound, UnprocessableEntity
+from shared.errors import NotFound, ServiceUnavailable, UnprocessableEntity
 from shared.events import Event, InteractionRecorded
 from shared.events.catalog import BehaviourRecorded
 from shared.messaging import publish
 
-__all__ = ["ingest", "record_interaction", "unknown_customer_problem", "validate_items"]
+__all__ = [
+    "UnknownCustomer",
+    "ingest",
+    "known_customers",
+    "record_interaction",
+    "unknown_customer_problem",
+    "validate_items",
+]
 
 #: At most this many distinct URLs / products / terms in one BehaviourRecorded.
 _DISTINCT_LIMIT = 20
@@ -67,14 +75,16 @@ def _validation_problem(index: int, error: ValidationError) -> ItemProblem:
     )
 
 
+class UnknownCustomer(UnprocessableEntity):
+    slug = "unknown-customer"
+
+
 def unknown_customer_problem(pointer: str, customer_id: UUID) -> ItemProblem:
     return ItemProblem(
-        type="/problems/unknown-customer",
+        type=UnknownCustomer.type_uri(),
         title=HTTPStatus.UNPROCESSABLE_ENTITY.phrase,
         status=422,
-        detail=f"customer {customer_id} is not known to interactions: it does not exist, was "
-        "merged or erased, or was created moments ago and its event has not arrived yet "
-        "(retry the item shortly)",
+        detail=f"customer {customer_id} does not exist (or was erased)",
         errors=[{"pointer": pointer, "detail": "unknown customer", "code": "unknown_customer"}],
     )
 
@@ -214,11 +224,37 @@ async def store(
     return outcome
 
 
-async def ingest(session: AsyncSession, source: str, raw: Sequence[Any]) -> list[ItemResult]:
+#: Most customers of one request looked up in customer360 (not yet known here).
+ASK_AT_MOST = 20
+
+
+async def known_customers(
+    session: AsyncSession, resolver: CustomerResolver, customer_ids: Iterable[UUID]
+) -> set[UUID]:
+    """The ids that name a customer: those interactions knows from customer360's events,
+    and — for a customer created moments ago, whose event has not arrived — those customer360
+    confirms when asked (at most :data:`ASK_AT_MOST` per request; the rest count as unknown).
+    Raises :class:`ResolverUnavailable` if customer360 must be asked and cannot answer."""
+    wanted = set(customer_ids)
+    known = await InteractionRepository(session).known_customers(wanted)
+    for customer_id in sorted(wanted - known)[:ASK_AT_MOST]:
+        if await resolver.exists(customer_id):
+            known.add(customer_id)
+    return known
+
+
+async def ingest(
+    session: AsyncSession, resolver: CustomerResolver, source: str, raw: Sequence[Any]
+) -> list[ItemResult]:
     """``POST /interactions:batch``: validate each item, refuse unknown customers, store the
     rest in one statement. Results by index, in the order sent."""
     valid, results = validate_items(raw)
-    known = await InteractionRepository(session).known_customers(d.customer_id for _, d in valid)
+    try:
+        known = await known_customers(session, resolver, (d.customer_id for _, d in valid))
+    except ResolverUnavailable as exc:
+        raise ServiceUnavailable(
+            f"cannot check the customers with customer360: {exc}", headers={"Retry-After": "5"}
+        ) from None
     accepted: dict[int, InteractionCreate] = {}
     for index, data in valid:
         if data.customer_id in known:
@@ -237,10 +273,20 @@ async def ingest(session: AsyncSession, source: str, raw: Sequence[Any]) -> list
 
 
 async def record_interaction(
-    session: AsyncSession, data: InteractionCreate
+    session: AsyncSession, resolver: CustomerResolver, data: InteractionCreate
 ) -> tuple[Interaction, bool]:
     """Store one touchpoint (``source`` ``api``) and queue its event in the same transaction.
-    Returns the interaction and whether it is new (not a repeated ``event_id``)."""
+    Returns the interaction and whether it is new (not a repeated ``event_id``). An unknown
+    customer is a 422 problem."""
+    try:
+        known = await known_customers(session, resolver, [data.customer_id])
+    except ResolverUnavailable as exc:
+        raise ServiceUnavailable(
+            f"cannot check the customer with customer360: {exc}", headers={"Retry-After": "5"}
+        ) from None
+    if data.customer_id not in known:
+        problem = unknown_customer_problem("/body/customer_id", data.customer_id)
+        raise UnknownCustomer(problem.detail, errors=problem.errors)
     stored = (await store(session, "api", {0: data}))[0]
     interaction = await session.get(Interaction, stored.id)
     if interaction is None:  # pragma: no cover - stored in this very transaction

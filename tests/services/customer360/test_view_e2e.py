@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -44,7 +45,13 @@ async def _until(check, timeout: float, interval: float = 0.005):  # type: ignor
 async def test_an_interaction_and_an_order_reach_the_360_view_within_a_second(make_settings, infra):
     relay = {"outbox_relay_enabled": True, "kafka_fetch_max_wait_ms": 10}
     c360 = customer360_app(make_settings(Customer360Settings, **relay))
-    interactions = interactions_app(make_settings(InteractionsSettings, **relay))
+    interactions = interactions_app(
+        make_settings(InteractionsSettings, customer360_url="http://customer360", **relay)
+    )
+    # interactions asks customer360 about a customer it has not heard of yet: in-process
+    interactions.state.customer_resolver.mounts = {
+        "http://customer360": httpx.ASGITransport(app=c360)
+    }
     orders = orders_app(make_settings(OrdersSettings, **relay))
     async with (
         api_client(c360, rollback=False) as c360_client,

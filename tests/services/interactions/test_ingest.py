@@ -14,6 +14,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from gateway.routes import RouteTable
+from services.customer360.config import Settings as Customer360Settings
+from services.customer360.main import create_app as customer360_app
 from services.interactions.config import Settings
 from services.interactions.main import create_app
 from shared.errors import PROBLEM_JSON
@@ -27,8 +29,19 @@ AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def app(make_settings: Any) -> FastAPI:
-    return create_app(make_settings(Settings))
+async def c360(make_settings: Any) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The real customer360, in-process: interactions asks it about customers it has not
+    heard of yet."""
+    app = customer360_app(make_settings(Customer360Settings))
+    async with api_client(app) as client:
+        yield app, client
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def app(make_settings: Any, c360: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
+    app = create_app(make_settings(Settings, customer360_url="http://customer360"))
+    app.state.customer_resolver.mounts = {"http://customer360": httpx.ASGITransport(app=c360[0])}
+    return app
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -418,3 +431,92 @@ class TestConcurrentBatches:
         first_ids = {r["id"] for r in results[0]["results"]}
         assert all({x["id"] for x in r["results"]} == first_ids for r in results)
         assert len(await stored_rows(app, customer)) == 1000
+
+
+class TestCustomerCheck:
+    """Unknown customers are refused; a customer created moments ago, whose event has not
+    reached interactions, is confirmed with customer360."""
+
+    async def new_in_customer360(self, c360: tuple[FastAPI, httpx.AsyncClient]) -> str:
+        response = await c360[1].post(
+            "/customers",
+            json={"display_name": "Li Na"},
+            headers=bearer("customers:read", "customers:write"),
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    async def test_a_single_interaction_of_a_brand_new_customer_is_stored(
+        self, client: httpx.AsyncClient, c360: tuple[FastAPI, httpx.AsyncClient]
+    ) -> None:
+        customer_id = await self.new_in_customer360(c360)
+        body = {
+            "customer_id": customer_id,
+            "channel": "call",
+            "kind": "call",
+            "direction": "inbound",
+        }
+        response = await client.post("/interactions", json=body, headers=WRITER)
+        assert response.status_code == 201, response.text
+        assert response.json()["customer_id"] == customer_id
+
+    async def test_a_single_interaction_of_an_unknown_customer_is_refused(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        body = {
+            "customer_id": str(uuid.uuid4()),
+            "channel": "call",
+            "kind": "call",
+            "direction": "inbound",
+        }
+        response = await client.post("/interactions", json=body, headers=WRITER)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == PROBLEM_JSON
+        assert response.json()["type"] == "/problems/unknown-customer"
+        assert response.json()["errors"][0]["pointer"] == "/body/customer_id"
+
+    async def test_a_batch_confirms_new_customers_and_refuses_strangers(
+        self, client: httpx.AsyncClient, c360: tuple[FastAPI, httpx.AsyncClient]
+    ) -> None:
+        fresh = await self.new_in_customer360(c360)
+        stranger = uuid.uuid4()
+        response = await client.post(
+            "/interactions:batch",
+            json={
+                "source": "tracker",
+                "events": [page_view(uuid.UUID(fresh)), page_view(stranger)],
+            },
+            headers=WRITER,
+        )
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert results[0]["status"] == "stored"
+        assert results[1]["status"] == "error"
+        assert results[1]["problem"]["type"] == "/problems/unknown-customer"
+
+    async def test_customer360_down_is_a_503_and_nothing_is_stored(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        def down(request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("connection refused", request=request)
+
+        resolver = app.state.customer_resolver
+        saved_mounts, saved_client = resolver.mounts, resolver._client
+        resolver.mounts, resolver._client = {"http://customer360": httpx.MockTransport(down)}, None
+        try:
+            customer_id = str(uuid.uuid4())
+            body = {
+                "customer_id": customer_id,
+                "channel": "call",
+                "kind": "call",
+                "direction": "inbound",
+            }
+            response = await client.post("/interactions", json=body, headers=WRITER)
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "5"
+            listed = await client.get(
+                "/interactions", params={"customer_id": customer_id}, headers=READER
+            )
+            assert listed.json()["items"] == []
+        finally:
+            resolver.mounts, resolver._client = saved_mounts, saved_client

@@ -20,7 +20,13 @@ from tests.support import api_client, bearer
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def app(make_settings: Any) -> FastAPI:
-    return create_app(make_settings(Settings))
+    app = create_app(make_settings(Settings, customer360_url="http://customer360"))
+    # These tests are about interactions alone: customer360 stands in, confirming every
+    # customer. Unknown customers, and the real customer360, are in test_ingest.py.
+    app.state.customer_resolver.mounts = {
+        "http://customer360": httpx.MockTransport(lambda request: httpx.Response(200, json={}))
+    }
+    return app
 
 
 @pytest_asyncio.fixture(loop_scope="session")
