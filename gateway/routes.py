@@ -75,6 +75,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/customers/*/features", "segmentation"),
     Route("/customers/*/segments", "segmentation"),
     Route("/segments", "segmentation"),
+    Route("/segments:preview", "segmentation"),
     Route("/customers", "customer360"),
     Route("/customers:resolve", "customer360"),
     Route("/customers:search", "customer360"),

@@ -1,5 +1,6 @@
 from fastapi import APIRouter
 
 from services.segmentation.features.endpoints import router as features_router
+from services.segmentation.segments.endpoints import router as segments_router
 
-routers: list[APIRouter] = [features_router]
+routers: list[APIRouter] = [features_router, segments_router]

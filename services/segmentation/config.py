@@ -10,3 +10,6 @@ class Settings(RapportSettings):
     service_name: ClassVar[str] = "segmentation"
 
     port: int = 8004
+    #: Re-evaluate customers whose time-relative rules may have changed their answer.
+    membership_scheduler_enabled: bool = True
+    membership_scheduler_interval_s: float = 60.0

@@ -4,6 +4,7 @@ from fastapi import FastAPI
 
 from services.segmentation.api import routers
 from services.segmentation.config import Settings
+from services.segmentation.segments.scheduler import membership_scheduler_lifespan
 from services.segmentation.subscriptions import subscriptions
 from shared.app import create_app as create_part_app
 
@@ -16,6 +17,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=routers,
         subscriptions=subscriptions,
         openapi_tags=[
-            {"name": "features", "description": "What is known about a customer, from events"}
+            {"name": "features", "description": "What is known about a customer, from events"},
+            {"name": "segments", "description": "Rule-based and hand-picked customer segments"},
         ],
+        lifespan_extension=membership_scheduler_lifespan,
     )

@@ -45,7 +45,7 @@ class Segment(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(String(10))
-    rule: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    rule: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     inputs: Mapped[list[str]] = mapped_column(
         ARRAY(String(200)), server_default=text("'{}'::character varying[]")

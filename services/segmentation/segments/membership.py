@@ -213,9 +213,15 @@ def _versions(raw: list[str] | None) -> tuple[tuple[UUID, int], ...]:
     return tuple(sorted((UUID(i), int(v)) for i, v in pairs))
 
 
-async def apply_changes(session: AsyncSession, changes: Sequence[Change], now: datetime) -> None:
-    """Write entries and exits and publish them (in the caller's transaction)."""
+async def apply_changes(
+    session: AsyncSession, changes: Sequence[Change], now: datetime, *, write: bool = True
+) -> None:
+    """Write entries and exits (unless the caller already did) and publish them, in the
+    caller's transaction."""
     if not changes:
+        return
+    if not write:
+        await publish_changes(session, changes, now)
         return
     driver = await driver_connection(session)
     entered = [c for c in changes if c.entered]

@@ -44,6 +44,8 @@ class TestRouteTable:
             ("/customers/7c1e/segments", "segmentation"),
             ("/segments", "segmentation"),
             ("/segments/vip/members", "segmentation"),
+            ("/segments:preview", "segmentation"),
+            ("/segments/vip/export", "segmentation"),
             ("/interactions", "interactions"),
             ("/tickets/9", "interactions"),
             ("/surveys", "interactions"),
