@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal, TypeGuard
 from uuid import UUID
 
 from services.segmentation.models import MAX_WINDOW_DAYS
@@ -124,7 +124,7 @@ class _Parser:
         return not extra
 
     def group(self, raw: dict[str, Any], at: str, depth: int) -> Node | None:
-        op = "all" if "all" in raw else "any"
+        op: Literal["all", "any"] = "all" if "all" in raw else "any"
         ok = self.only(raw, at, {op})
         children = raw[op]
         here = f"{at}/{op}"
@@ -376,7 +376,7 @@ def count_nodes(node: Node) -> int:
     return 1
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

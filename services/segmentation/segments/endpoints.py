@@ -315,6 +315,6 @@ async def customer_segments(
     return [
         CustomerSegment(
             segment_id=s.id, name=s.name, kind=s.kind, version=m.version, entered_at=m.entered_at
-        )  # type: ignore[arg-type]
+        )
         for m, s in rows
     ]
