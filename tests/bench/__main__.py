@@ -2,7 +2,14 @@
 
 import asyncio
 
-from tests.bench import customer_import, customer_search, gateway, outbox, webhooks
+from tests.bench import (
+    customer_import,
+    customer_search,
+    gateway,
+    outbox,
+    segment_recompute,
+    webhooks,
+)
 
 if __name__ == "__main__":
     asyncio.run(outbox.main())
@@ -14,3 +21,5 @@ if __name__ == "__main__":
     customer_search.main()
     print()
     asyncio.run(customer_import.main())
+    print()
+    segment_recompute.main()

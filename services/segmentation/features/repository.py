@@ -1,3 +1,4 @@
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -14,6 +15,7 @@ from services.segmentation.models import (
     CustomerFeatures,
     customer_scope,
 )
+from services.segmentation.segments.membership import LOCK_NAMESPACE
 from shared.auth import Principal
 from shared.db import driver_connection
 from shared.privacy import visible_customers
@@ -94,39 +96,72 @@ class CustomerFeaturesRepository:
         await self.upsert(customer_id, {"display_name": display_name})
 
     async def record_order(
-        self, customer_id: UUID, *, total: Decimal, currency: str, placed_at: datetime
+        self,
+        customer_id: UUID,
+        *,
+        total: Decimal,
+        currency: str,
+        placed_at: datetime,
+        attrs: Mapping[str, Any],
+        now: datetime,
+        lock: Sequence[UUID] = (),
     ) -> None:
-        """Count one order and add ``total`` to the customer's sum in ``currency``."""
-        amount = literal(total, Numeric)
-        previous = func.coalesce(
-            cast(CustomerFeatures.total_spent.op("->>")(literal(currency, Text)), Numeric), 0
+        """Count one order, add ``total`` to the customer's sum in ``currency``, log it, and
+        recount the rolling windows — one statement, as this runs for every order. It also
+        takes the shared locks of the segments ``lock`` (what the evaluation that follows
+        would otherwise take in a statement of its own)."""
+        driver = await driver_connection(self.session)
+        windows = ", ".join(
+            f"count(*) FILTER (WHERE o.t > $5 - interval '{d} days' AND o.t <= $5) AS c{d}"
+            for d in _WINDOWS
         )
-        statement = insert(CustomerFeatures).values(
-            customer_id=customer_id,
-            order_count=1,
-            total_spent={currency: format(total, "f")},  # never "1E+2"
-            first_order_at=placed_at,
-            last_order_at=placed_at,
+        changes = ", ".join(
+            f"min(o.t) FILTER (WHERE o.t > $5 - interval '{d} days' AND o.t <= $5) "
+            f"+ interval '{d} days'"
+            for d in _WINDOWS
         )
-        statement = statement.on_conflict_do_update(
-            index_elements=[CustomerFeatures.customer_id],
-            set_={
-                "order_count": CustomerFeatures.order_count + 1,
-                "total_spent": CustomerFeatures.total_spent.op("||")(
-                    func.jsonb_build_object(literal(currency, Text), cast(previous + amount, Text))
-                ),
+        await driver.execute(
+            (
+                "WITH locked AS (SELECT count(pg_advisory_xact_lock_shared($7::int, hashtext(x))) "
+                "AS n FROM (SELECT x FROM unnest($8::text[]) AS x ORDER BY x) AS ordered), "
+                "logged AS (INSERT INTO segmentation.customer_event "
+                "(customer_id, type, occurred_at, attrs) VALUES ($1, 'order_placed', $2, $3)), "
+                f"w AS (SELECT {windows}, LEAST({changes}, "
+                "min(o.t) FILTER (WHERE o.t > $5)) AS change FROM ("
+                "SELECT e.occurred_at AS t FROM segmentation.customer_event e "
+                "WHERE e.customer_id = $1 AND e.type = 'order_placed' "
+                f"AND e.occurred_at > $5 - interval '{MAX_WINDOW_DAYS} days' "
+                "UNION ALL SELECT $2) AS o) "
+                "INSERT INTO segmentation.customer_features AS f (customer_id, order_count, "
+                "total_spent, first_order_at, last_order_at, orders_30d, orders_90d, "
+                "orders_365d, windows_change_at) "
+                "SELECT $1, 1, jsonb_build_object($4, $6), $2, $2, w.c30, w.c90, w.c365, "
+                "w.change FROM w, locked ON CONFLICT (customer_id) DO UPDATE SET "
+                "order_count = f.order_count + 1, "
+                "total_spent = f.total_spent || jsonb_build_object($4, "
+                "(COALESCE((f.total_spent ->> $4)::numeric, 0) + $6::numeric)::text), "
                 # Orders may be consumed out of order across partitions' retries: keep the
                 # latest, not the last seen. GREATEST and LEAST ignore NULL.
-                "first_order_at": func.least(
-                    CustomerFeatures.first_order_at, statement.excluded.first_order_at
-                ),
-                "last_order_at": func.greatest(
-                    CustomerFeatures.last_order_at, statement.excluded.last_order_at
-                ),
-                "updated_at": func.now(),
-            },
+                "first_order_at = LEAST(f.first_order_at, EXCLUDED.first_order_at), "
+                "last_order_at = GREATEST(f.last_order_at, EXCLUDED.last_order_at), "
+                "orders_30d = EXCLUDED.orders_30d, orders_90d = EXCLUDED.orders_90d, "
+                "orders_365d = EXCLUDED.orders_365d, "
+                "windows_change_at = EXCLUDED.windows_change_at, updated_at = now()"
+            )
+            .replace("$2", "$2::timestamptz")
+            .replace("$3", "$3::jsonb")
+            .replace("$4", "$4::text")
+            .replace("$5", "$5::timestamptz")
+            .replace("$6", "$6::text"),
+            customer_id,
+            placed_at,
+            json.dumps(dict(attrs)),
+            currency,
+            now,
+            format(total, "f"),  # never "1E+2"
+            LOCK_NAMESPACE,
+            sorted({str(i) for i in lock}),
         )
-        await self.session.execute(statement)
 
     async def record_interaction(
         self,

@@ -51,6 +51,7 @@ __all__ = [
     "publish_changes",
     "recompute",
     "reevaluate",
+    "segments_to_lock",
 ]
 
 logger = logging.getLogger(__name__)
@@ -145,72 +146,147 @@ async def _fingerprint(driver: asyncpg.Connection) -> tuple[tuple[UUID, int], ..
     return tuple(sorted((r["id"], r["version"]) for r in rows))
 
 
+#: The catalog of the last evaluation: reused while the segments' versions stay the same
+#: (each evaluation checks them in its own snapshot), so an event costs no catalog read.
+_last_catalog: Catalog | None = None
+
+
+def _fingerprint_text(fingerprint: tuple[tuple[UUID, int], ...]) -> str:
+    return ",".join(f"{i}:{v}" for i, v in sorted(fingerprint, key=lambda p: str(p[0])))
+
+
+def segments_to_lock(changed: set[str]) -> list[UUID]:
+    """The segments an evaluation of ``changed`` will read, by the last catalog seen (a
+    caller may take their shared locks early, in a statement it runs anyway)."""
+    catalog = _last_catalog
+    if catalog is None:
+        return []
+    return [d.id for d in catalog.dynamic() if catalog.inputs_of(d.id) & changed]
+
+
 async def reevaluate(
     session: AsyncSession,
     customer_ids: Sequence[UUID],
     changed: set[str] | None,
     now: datetime,
+    *,
+    locked: Sequence[UUID] = (),
 ) -> list[Change]:
     """Re-evaluate ``customer_ids`` against the dynamic segments that read ``changed``
-    (``None``: all of them, and refresh each customer's ``recheck_at``)."""
+    (``None``: all of them) and apply the differences, in one statement; refresh each
+    customer's ``recheck_at``. ``locked``: segments whose shared locks the caller holds."""
+    global _last_catalog
     if not customer_ids:
         return []
     driver = await driver_connection(session)
+    catalog = _last_catalog or await load_catalog(driver)
+    held = set(locked)
     for _attempt in range(5):
-        catalog = await load_catalog(driver)
         dynamic = catalog.dynamic()
         affected = [d for d in dynamic if changed is None or catalog.inputs_of(d.id) & changed]
         if not affected and changed is not None:
-            return []
-        await lock_segments(driver, (d.id for d in affected))
-        timed = [d for d in dynamic if d.node is not None and time_relative(d.node, catalog)]
-        terms: set[str] = set()
-        for d in timed:
-            assert d.node is not None
-            terms |= time_terms(d.node, catalog)
-        columns = [
-            f"{compile_rule(d.node, catalog)} AS s{i}"  # type: ignore[arg-type]
-            for i, d in enumerate(affected)
-        ]
+            if await _fingerprint(driver) == catalog.fingerprint:
+                _last_catalog = catalog
+                return []
+            catalog = await load_catalog(driver)
+            continue
+        missing = [d.id for d in affected if d.id not in held]
+        await lock_segments(driver, missing)
+        held.update(missing)
+        # One statement evaluates and applies the differences, guarded: its snapshot was
+        # taken after the locks, and it writes only if the definitions it sees are the
+        # ones compiled (else: compile again and retry).
         rows = await driver.fetch(
-            f"SELECT f.customer_id, $1::timestamptz AS _now, f.recheck_at AS old_recheck, {recheck_sql(terms)} AS recheck, "
-            f"ARRAY(SELECT m.segment_id FROM {MEMBERS} m WHERE m.customer_id = f.customer_id "
-            "AND m.segment_id = ANY($3::uuid[])) AS current, "
-            f"(SELECT array_agg(s.id::text || ':' || s.version) FROM {SEGMENTS} s) AS versions"
-            + "".join(f", {c}" for c in columns)
-            + f" FROM {FEATURES} f WHERE f.customer_id = ANY($2::uuid[])",
+            _evaluation_sql(catalog, affected),
             now,
             list(customer_ids),
             [d.id for d in affected],
+            [d.version for d in affected],
+            _fingerprint_text(catalog.fingerprint),
         )
-        if rows and _versions(rows[0]["versions"]) != catalog.fingerprint:
-            continue  # a definition changed under us: compile again
-        break
+        if rows and rows[0]["fingerprint"] == _fingerprint_text(catalog.fingerprint):
+            _last_catalog = catalog
+            break
+        catalog = await load_catalog(driver)
     else:  # pragma: no cover - five edits in a row during one evaluation
         raise RuntimeError("segment definitions kept changing during evaluation")
-    changes: list[Change] = []
-    rechecks: list[tuple[UUID, datetime | None]] = []
-    for row in rows:
-        current = set(row["current"])
-        for i, d in enumerate(affected):
-            member = bool(row[f"s{i}"])
-            if member and d.id not in current:
-                changes.append(Change(d.id, row["customer_id"], True, d.version))
-            elif not member and d.id in current:
-                changes.append(Change(d.id, row["customer_id"], False, d.version))
-        if row["recheck"] != row["old_recheck"]:
-            rechecks.append((row["customer_id"], row["recheck"]))
-    if rechecks:
-        await driver.executemany(
-            f"UPDATE {FEATURES} SET recheck_at = $2 WHERE customer_id = $1", rechecks
-        )
-    await apply_changes(session, changes, now)
+    versions = {d.id: d.version for d in affected}
+    changes = [
+        Change(r["segment_id"], r["customer_id"], r["entered"], versions[r["segment_id"]])
+        for r in rows
+        if r["segment_id"] is not None
+    ]
+    await publish_changes(session, changes, now)
     return changes
 
 
-def _versions(raw: list[str] | None) -> tuple[tuple[UUID, int], ...]:
-    pairs = (item.split(":") for item in raw or ())
-    return tuple(sorted((UUID(i), int(v)) for i, v in pairs))
+_sql_cache: dict[tuple[Any, ...], str] = {}
+
+
+def _evaluation_sql(catalog: Catalog, affected: Sequence[SegmentDef]) -> str:
+    key = (catalog.fingerprint, tuple(d.id for d in affected))
+    sql = _sql_cache.get(key)
+    if sql is not None:
+        return sql
+    terms: set[str] = set()
+    for d in catalog.dynamic():
+        if d.node is not None and time_relative(d.node, catalog):
+            terms |= time_terms(d.node, catalog)
+    wanted = ", ".join(compile_rule(d.node, catalog) for d in affected if d.node is not None)
+    guard = "ok.fingerprint = $5::text"
+    sql = (
+        "WITH ev AS MATERIALIZED (SELECT f.customer_id, f.recheck_at AS old_recheck, "
+        f"{recheck_sql(terms)} AS recheck, ARRAY[{wanted}]::boolean[] AS want "
+        f"FROM {FEATURES} f WHERE f.customer_id = ANY($2::uuid[])), "
+        "ok AS MATERIALIZED (SELECT coalesce((SELECT string_agg(s.id::text || ':' || "
+        f"s.version, ',' ORDER BY s.id::text) FROM {SEGMENTS} s), '') AS fingerprint), "
+        "pairs AS MATERIALIZED (SELECT ev.customer_id, x.sid, x.ver, ev.want[x.i] AS want, "
+        f"EXISTS (SELECT 1 FROM {MEMBERS} m WHERE m.segment_id = x.sid "
+        "AND m.customer_id = ev.customer_id) AS have FROM ev CROSS JOIN "
+        "unnest($3::uuid[], $4::int[]) WITH ORDINALITY AS x(sid, ver, i)), "
+        f"ins AS (INSERT INTO {MEMBERS} (segment_id, customer_id, version, entered_at) "
+        f"SELECT p.sid, p.customer_id, p.ver, $1::timestamptz FROM pairs p, ok WHERE {guard} "
+        "AND p.want AND NOT p.have ON CONFLICT (segment_id, customer_id) DO NOTHING "
+        "RETURNING segment_id, customer_id), "
+        f"del AS (DELETE FROM {MEMBERS} m USING pairs p, ok WHERE {guard} "
+        "AND m.segment_id = p.sid AND m.customer_id = p.customer_id AND NOT p.want AND p.have "
+        "RETURNING m.segment_id, m.customer_id), "
+        f"rc AS (UPDATE {FEATURES} f SET recheck_at = ev.recheck FROM ev, ok WHERE {guard} "
+        "AND f.customer_id = ev.customer_id AND ev.recheck IS DISTINCT FROM ev.old_recheck) "
+        "SELECT ok.fingerprint, i.segment_id, i.customer_id, TRUE AS entered "
+        "FROM ok LEFT JOIN ins i ON TRUE "
+        "UNION ALL SELECT NULL, d.segment_id, d.customer_id, FALSE FROM del d"
+    )
+    if len(_sql_cache) > 1_000:
+        _sql_cache.clear()
+    _sql_cache[key] = sql
+    return sql
+
+
+async def _write(
+    driver: asyncpg.Connection,
+    changes: Sequence[Change],
+    now: datetime,
+) -> None:
+    """Entries and exits decided elsewhere (static lists, deletions), in one statement."""
+    if not changes:
+        return
+    entered = [c for c in changes if c.entered]
+    exited = [c for c in changes if not c.entered]
+    await driver.execute(
+        f"WITH ins AS (INSERT INTO {MEMBERS} (segment_id, customer_id, version, entered_at) "
+        "SELECT s, c, v, $6::timestamptz FROM unnest($1::uuid[], $2::uuid[], $3::int[]) "
+        "AS x(s, c, v) "
+        "ON CONFLICT (segment_id, customer_id) DO UPDATE SET version = EXCLUDED.version), "
+        f"del AS (DELETE FROM {MEMBERS} m USING unnest($4::uuid[], $5::uuid[]) AS x(s, c) "
+        "WHERE m.segment_id = x.s AND m.customer_id = x.c) SELECT 1",
+        [c.segment_id for c in entered],
+        [c.customer_id for c in entered],
+        [c.version for c in entered],
+        [c.segment_id for c in exited],
+        [c.customer_id for c in exited],
+        now,
+    )
 
 
 async def apply_changes(
@@ -220,29 +296,8 @@ async def apply_changes(
     caller's transaction."""
     if not changes:
         return
-    if not write:
-        await publish_changes(session, changes, now)
-        return
-    driver = await driver_connection(session)
-    entered = [c for c in changes if c.entered]
-    exited = [c for c in changes if not c.entered]
-    if entered:
-        await driver.execute(
-            f"INSERT INTO {MEMBERS} (segment_id, customer_id, version, entered_at) "
-            "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[]) "
-            "ON CONFLICT (segment_id, customer_id) DO UPDATE SET version = EXCLUDED.version",
-            [c.segment_id for c in entered],
-            [c.customer_id for c in entered],
-            [c.version for c in entered],
-            [now] * len(entered),
-        )
-    if exited:
-        await driver.execute(
-            f"DELETE FROM {MEMBERS} m USING unnest($1::uuid[], $2::uuid[]) AS x(s, c) "
-            "WHERE m.segment_id = x.s AND m.customer_id = x.c",
-            [c.segment_id for c in exited],
-            [c.customer_id for c in exited],
-        )
+    if write:
+        await _write(await driver_connection(session), changes, now)
     await publish_changes(session, changes, now)
 
 
