@@ -10,10 +10,12 @@ published). The compiled rule's selection is timed beside the same rule written 
 alternating, medians of ``BENCH_SEGMENT_ROUNDS`` (default 5). Goals: recompute ≤ 10 s;
 compiled / hand-written ≤ 1.3.
 
-**Incremental.** segmentation runs as its own uvicorn process (consumer, relay) as in
-production; this process commits ``OrderPlaced`` events into orders' outbox at
-``BENCH_SEGMENT_RATE`` (200/s) for ``BENCH_SEGMENT_SECONDS`` (15 s), each for a customer whose
-features need just that order to qualify, and its relay sends them. A consumer with no group
+**Incremental.** segmentation runs as uvicorn processes (consumer, relay) as in production,
+``BENCH_SEGMENT_REPLICAS`` (3) of them in one consumer group: the consumer applies one event
+per transaction, so replicas are how it scales. This process commits ``OrderPlaced`` events
+into orders' outbox at ``BENCH_SEGMENT_RATES`` (100/s, then 200/s) for
+``BENCH_SEGMENT_SECONDS`` (15 s) each, each for a customer whose features need just that order
+to qualify, and orders' relay sends them. A consumer with no group
 (all partitions) on ``rapport.segment.v1`` timestamps each ``SegmentEntered``. Latency = that
 moment minus the order's commit. Goal: p95 ≤ 1 s. Nothing is asserted.
 """
@@ -33,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from services.segmentation.rules import compile_rule, parse
@@ -41,8 +44,8 @@ from services.segmentation.segments.schemas import SegmentCreate, SegmentPatch
 from shared.auth import Principal
 from shared.db import Database, driver_connection
 from shared.devstack import free_port
-from shared.events import SEGMENT_TOPIC, OrderPlaced
-from shared.messaging import OutboxRelay, Producer, ensure_topics, publish
+from shared.events import SEGMENT_TOPIC, Envelope, OrderPlaced
+from shared.messaging import OutboxRelay, Producer, ensure_topics, write_envelopes
 from shared.migrate import upgrade
 from shared.parts import part
 from shared.settings import RapportSettings
@@ -51,10 +54,11 @@ from tests.bench.gateway import STATE, start_infra
 
 CUSTOMERS = int(os.environ.get("BENCH_SEGMENT_CUSTOMERS", "1000000"))
 ROUNDS = int(os.environ.get("BENCH_SEGMENT_ROUNDS", "5"))
-RATE = int(os.environ.get("BENCH_SEGMENT_RATE", "200"))
+#: Paces of the incremental run, one after the other (the goal is stated at 200/s).
+RATES = [int(r) for r in os.environ.get("BENCH_SEGMENT_RATES", "100,200").split(",")]
 SECONDS = float(os.environ.get("BENCH_SEGMENT_SECONDS", "15"))
 #: segmentation processes (one consumer group: the topics' partitions are split between them)
-REPLICAS = int(os.environ.get("BENCH_SEGMENT_REPLICAS", "2"))
+REPLICAS = int(os.environ.get("BENCH_SEGMENT_REPLICAS", "3"))
 CHUNK = 100_000
 SETTLE_S = 12.0
 
@@ -241,7 +245,9 @@ class Arrivals:
         await self._consumer.stop()
 
 
-async def bench_incremental(url: str, bootstrap: str, candidates: list[uuid.UUID]) -> list[float]:
+async def bench_incremental(
+    url: str, bootstrap: str, candidates: list[uuid.UUID]
+) -> dict[int, list[float]]:
     settings = RapportSettings(kafka_bootstrap_servers=bootstrap, kafka_idempotent_producer=False)
     orders = Database(url, schema="orders", application_name="orders")
     producer = Producer(settings, client_id="bench-orders")
@@ -249,23 +255,29 @@ async def bench_incremental(url: str, bootstrap: str, candidates: list[uuid.UUID
     orders.on_outbox_commit(relay.wake)
     arrivals = Arrivals(bootstrap)
     committed: dict[str, float] = {}
+    latencies: dict[int, list[float]] = {}
     relay.start()
     await arrivals.start()
 
+    # The load generator writes the outbox rows the way orders' hot paths may (the shared
+    # ``write_envelopes`` on a bare driver connection, in a transaction), so that it keeps
+    # its pace on a busy machine; the relay is orders' own.
+    pool = await asyncpg.create_pool(url.replace("+asyncpg", ""), min_size=4, max_size=8)
+
     async def order(customer_id: uuid.UUID) -> None:
-        async with orders.session() as session:
-            await publish(
-                session,
-                OrderPlaced(
-                    customer_id=customer_id,
-                    order_id=uuid.uuid4(),
-                    total=Decimal("120.00"),
-                    currency="EUR",
-                    channel="web",
-                    placed_at=datetime.now(UTC),
-                ),
-            )
+        event = OrderPlaced(
+            customer_id=customer_id,
+            order_id=uuid.uuid4(),
+            total=Decimal("120.00"),
+            currency="EUR",
+            channel="web",
+            placed_at=datetime.now(UTC),
+        )
+        envelope = Envelope.wrap(event, source="/rapport/orders")
+        async with pool.acquire() as conn, conn.transaction():
+            await write_envelopes(conn, "orders", [envelope])
         committed[str(customer_id)] = time.perf_counter()
+        orders.outbox_committed()
 
     try:
         # Warm-up: the service's consumer joins its group (seconds) and catches up.
@@ -276,32 +288,43 @@ async def bench_incremental(url: str, bootstrap: str, candidates: list[uuid.UUID
                 await asyncio.sleep(0.05)
         # Let every replica join the group before measuring (a join rebalances).
         await asyncio.sleep(SETTLE_S)
-        committed.clear()
-        total = int(RATE * SECONDS)
-        start = time.perf_counter()
-        tasks = []
-        for i, customer_id in enumerate(candidates[1 : total + 1]):
-            delay = start + i / RATE - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(order(customer_id)))
-        await asyncio.gather(*tasks)
-        sent_s = time.perf_counter() - start
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(120):
-                while any(c not in arrivals.first for c in committed):
-                    await asyncio.sleep(0.05)
-        missing = sum(1 for c in committed if c not in arrivals.first)
-        print(
-            f"  committed {len(committed):,} orders in {sent_s:.1f} s "
-            f"({len(committed) / sent_s:.0f}/s); {missing} entries missing after 120 s"
-        )
+        offset = 1
+        for rate in RATES:
+            committed.clear()
+            total = int(rate * SECONDS)
+            start = time.perf_counter()
+            tasks = []
+            for i, customer_id in enumerate(candidates[offset : offset + total]):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(order(customer_id)))
+            offset += total
+            await asyncio.gather(*tasks)
+            sent_s = time.perf_counter() - start
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(120):
+                    while any(c not in arrivals.first for c in committed):
+                        await asyncio.sleep(0.05)
+            missing = sum(1 for c in committed if c not in arrivals.first)
+            done = [arrivals.first[c] for c in committed if c in arrivals.first]
+            drained_s = (max(done) - start) if done else float("nan")
+            print(
+                f"  {rate}/s: committed {len(committed):,} orders in {sent_s:.1f} s; the last "
+                f"entry arrived after {drained_s:.1f} s ({len(done) / drained_s:.0f} entries/s "
+                f"sustained); {missing} missing after 120 s"
+            )
+            latencies[rate] = [
+                (arrivals.first[c] - t) * 1000 for c, t in committed.items() if c in arrivals.first
+            ]
+            await asyncio.sleep(2.0)  # drain between rates
     finally:
         await arrivals.stop()
         await relay.stop()
         await producer.stop()
+        await pool.close()
         await orders.dispose()
-    return [(arrivals.first[c] - t) * 1000 for c, t in committed.items() if c in arrivals.first]
+    return latencies
 
 
 def main() -> None:
@@ -321,7 +344,7 @@ def main() -> None:
                 now = datetime.now(UTC)
                 await _load(database, now)
                 full = await bench_full(database, now)
-                candidates = await _seed_candidates(database, int(RATE * SECONDS) + 1, now)
+                candidates = await _seed_candidates(database, int(sum(RATES) * SECONDS) + 1, now)
                 return full, candidates
             finally:
                 await database.dispose()
@@ -360,13 +383,16 @@ def main() -> None:
         f"goal recompute ≤ 10 s: {full.create_s:.2f} s; compiled / hand-written = {ratio:.2f} "
         "(goal ≤ 1.3)"
     )
-    if latencies:
+    print(f"incremental: order committed → SegmentEntered on the broker ({REPLICAS} replicas)")
+    for rate, values in latencies.items():
+        if not values:
+            continue
+        p95 = _pct(values, 95)
         print(
-            f"incremental, order committed → SegmentEntered on the broker, {len(latencies):,} "
-            f"events at {RATE}/s: p50 {_pct(latencies, 50):.0f} ms, p95 {_pct(latencies, 95):.0f}"
-            f" ms, p99 {_pct(latencies, 99):.0f} ms, max {max(latencies):.0f} ms"
+            f"  {len(values):,} events at {rate}/s: p50 {_pct(values, 50):.0f} ms, p95 {p95:.0f}"
+            f" ms, p99 {_pct(values, 99):.0f} ms, max {max(values):.0f} ms"
+            f" (goal p95 ≤ 1000 ms: {p95 / 1000:.2f} of it)"
         )
-        print(f"goal p95 ≤ 1000 ms: p95 is {_pct(latencies, 95) / 1000:.2f} of the goal")
 
 
 if __name__ == "__main__":
