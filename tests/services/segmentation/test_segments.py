@@ -439,3 +439,46 @@ class TestErase:
 
         mine = await client.get(f"/customers/{someone}/segments", headers=READ)
         assert mine.json() == []
+
+
+class TestIdempotencyAndScope:
+    async def test_a_retried_create_with_the_same_key_returns_the_first_answer(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        body = {"name": "once", "kind": "static", "customer_ids": [str(uuid.uuid4())]}
+        headers = {**WRITE, "Idempotency-Key": uuid.uuid4().hex}
+
+        first = await client.post("/segments", json=body, headers=headers)
+        again = await client.post("/segments", json=body, headers=headers)
+
+        assert first.status_code == again.status_code == 201
+        assert again.json()["id"] == first.json()["id"]
+        assert again.headers["Idempotent-Replayed"] == "true"
+        listed = await client.get("/segments?limit=200", headers=READ)
+        assert [s["name"] for s in listed.json()["items"]].count("once") == 1
+
+    async def test_members_are_limited_to_the_callers_data_scope(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        mine, theirs = sorted([uuid.uuid4(), uuid.uuid4()], key=str)
+        async with app.state.database.session() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO segmentation.customer_scope (customer_id, owner_id) "
+                    "VALUES (:a, 'agent-1'), (:b, 'agent-2')"
+                ),
+                {"a": mine, "b": theirs},
+            )
+        created = await create(
+            client, {"name": "two", "kind": "static", "customer_ids": [str(mine), str(theirs)]}
+        )
+        own = bearer("segments:read", subject="agent-1", scope_mode="own")
+
+        members = await client.get(f"/segments/{created['id']}/members", headers=own)
+        got = await client.get(f"/segments/{created['id']}", headers=own)
+        everyone = await client.get(f"/segments/{created['id']}", headers=READ)
+
+        assert [m["customer_id"] for m in members.json()["items"]] == [str(mine)]
+        assert got.json()["member_count"] == 1
+        assert everyone.json()["member_count"] == 2
+        assert (await client.get(f"/customers/{theirs}/segments", headers=own)).json() == []
