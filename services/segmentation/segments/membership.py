@@ -10,9 +10,9 @@
 Both publish ``SegmentEntered`` / ``SegmentExited`` through the outbox, in the caller's
 transaction. A segment's version is recorded on each membership row; versions never mix:
 a recompute holds the segment's advisory lock exclusively while it rewrites the membership
-at the new version, and an incremental evaluation holds it shared and checks, in its own
-snapshot taken after the lock, that the definitions it compiled are still current (else it
-compiles again).
+at the new version, and an incremental evaluation holds it shared and writes only if, in
+its statement's snapshot (taken after the lock), the definitions are the ones it compiled
+(else it compiles again and retries).
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ from shared.events import Event, SegmentEntered, SegmentExited
 from shared.messaging import publish
 
 __all__ = [
+    "LOCK_NAMESPACE",
     "Catalog",
     "Change",
+    "Recomputed",
+    "apply_changes",
     "load_catalog",
     "lock_segments",
     "publish_changes",
