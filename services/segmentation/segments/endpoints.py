@@ -98,7 +98,7 @@ async def create_segment(
     their features, within about a second.
 
     A rule that does not validate is answered `422` with one entry per problem in `errors`,
-    each with a JSON `pointer` to the offending node (e.g. `/rule/all/1/op`) and a `code`:
+    each with a JSON `pointer` to the offending node (e.g. `/body/rule/all/1/op`) and a `code`:
     `unknown-field`, `unknown-operator`, `type-mismatch`, `invalid-value`, `unknown-key`,
     `unknown-segment`, `cycle`, `rule-too-deep`, `rule-too-large`."""
     claim = await claim_key(

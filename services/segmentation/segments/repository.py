@@ -168,7 +168,9 @@ class SegmentRepository:
         except asyncpg.QueryCanceledError:
             raise UnprocessableEntity(
                 f"the rule takes longer than {PREVIEW_TIMEOUT_MS // 1000} s to count: narrow it",
-                errors=[{"pointer": "/rule", "detail": "too expensive", "code": "too-expensive"}],
+                errors=[
+                    {"pointer": "/body/rule", "detail": "too expensive", "code": "too-expensive"}
+                ],
             ) from None
         await driver.execute("SET LOCAL statement_timeout TO DEFAULT")
         return int(count), [r["customer_id"] for r in sample]

@@ -41,7 +41,7 @@ __all__ = ["change_members", "create", "delete", "preview", "update", "validate_
 
 
 async def validate_rule(
-    session: AsyncSession, raw: Any, *, self_id: UUID | None, pointer: str = "/rule"
+    session: AsyncSession, raw: Any, *, self_id: UUID | None, pointer: str = "/body/rule"
 ) -> tuple[Node, Catalog]:
     """The rule's nodes and the catalog it was checked against, or a 422 listing problems."""
     node, errors = parse(raw, pointer)
@@ -106,7 +106,7 @@ async def update(
             "a static segment has no rule; change its members instead"
             if segment.kind == "static"
             else "a dynamic segment needs a rule",
-            errors=[{"pointer": "/rule", "detail": "not allowed", "code": "kind-mismatch"}],
+            errors=[{"pointer": "/body/rule", "detail": "not allowed", "code": "kind-mismatch"}],
         )
     node, catalog = await validate_rule(session, body.rule, self_id=segment.id)
     if json.dumps(body.rule, sort_keys=True) == json.dumps(segment.rule, sort_keys=True):
@@ -145,12 +145,12 @@ async def change_members(
     if segment.kind != "static":
         raise Conflict(
             "a dynamic segment's members follow its rule; edit the rule instead",
-            errors=[{"pointer": "/add", "detail": "not allowed", "code": "kind-mismatch"}],
+            errors=[{"pointer": "/body/add", "detail": "not allowed", "code": "kind-mismatch"}],
         )
     both = set(body.add) & set(body.remove)
     raise_if_invalid(
         [
-            {"pointer": "/remove", "detail": f"{c} is also in add", "code": "conflicting"}
+            {"pointer": "/body/remove", "detail": f"{c} is also in add", "code": "conflicting"}
             for c in sorted(both, key=str)
         ]
     )

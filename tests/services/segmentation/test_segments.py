@@ -158,9 +158,9 @@ class TestCreateDynamicSegment:
         body = response.json()
         assert body["type"] == "/problems/validation-failed"
         assert [(e["pointer"], e["code"]) for e in body["errors"]] == [
-            ("/rule/all/1/value", "type-mismatch"),
-            ("/rule/all/2/field", "unknown-field"),
-            ("/rule/all/3/op", "unknown-operator"),
+            ("/body/rule/all/1/value", "type-mismatch"),
+            ("/body/rule/all/2/field", "unknown-field"),
+            ("/body/rule/all/3/op", "unknown-operator"),
         ]
         listed = await client.get("/segments", headers=READ)
         assert "Broken" not in [s["name"] for s in listed.json()["items"]]
@@ -310,7 +310,7 @@ class TestEditRule:
 
         assert response.status_code == 422
         (error,) = response.json()["errors"]
-        assert (error["pointer"], error["code"]) == ("/rule/member_of", "cycle")
+        assert (error["pointer"], error["code"]) == ("/body/rule/member_of", "cycle")
         deleted = await client.delete(f"/segments/{a['id']}", headers=WRITE)
         assert deleted.status_code == 409
         assert deleted.json()["used_by"] == [b["id"]]
@@ -346,7 +346,7 @@ class TestPreview:
             headers=READ,
         )
         assert response.status_code == 422
-        assert response.json()["errors"][0]["pointer"] == "/rule/not/member_of"
+        assert response.json()["errors"][0]["pointer"] == "/body/rule/not/member_of"
         assert response.json()["errors"][0]["code"] == "unknown-segment"
 
 
