@@ -482,3 +482,41 @@ class TestIdempotencyAndScope:
         assert got.json()["member_count"] == 1
         assert everyone.json()["member_count"] == 2
         assert (await client.get(f"/customers/{theirs}/segments", headers=own)).json() == []
+
+
+class TestMerge:
+    async def test_the_survivor_takes_the_duplicates_memberships_and_is_evaluated_again(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        from shared.events import CustomerMerged
+
+        tag = uuid.uuid4().hex
+        survivor = await customer(app, tag, "20.00")
+        duplicate = await customer(app, tag, "90.00")
+        big = await create(client, {"name": "Big", "rule": spent_at_least(tag, "100")})
+        small = await create(client, {"name": "Small", "rule": spent_at_least(tag, "50")})
+        static = await create(
+            client, {"name": "list", "kind": "static", "customer_ids": [str(duplicate)]}
+        )
+        assert big["recomputed"][0]["entered"] == 0
+        assert small["recomputed"][0]["entered"] == 1  # the duplicate
+
+        await deliver(
+            app,
+            CustomerMerged(
+                customer_id=survivor,
+                merged_id=duplicate,
+                merged_by="agent",
+                merged_at=datetime.now(UTC),
+            ),
+        )
+
+        mine = await client.get(f"/customers/{survivor}/segments", headers=READ)
+        assert sorted(s["name"] for s in mine.json()) == ["Big", "Small", "list"]
+        gone = await client.get(f"/customers/{duplicate}/segments", headers=READ)
+        assert gone.json() == []
+        # inherited memberships need no event (consumers fold the duplicate themselves);
+        # the folded spend (110 EUR) newly qualifies the survivor for "Big"
+        events = [(t, d["segment_id"]) for t, d in await segment_events(app, survivor)]
+        assert events == [("entered", big["id"])]
+        assert static["id"] not in {d for _, d in events}
