@@ -48,9 +48,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index(
-        op.f("ix_gateway_webhook_receipt_customer_id"),
-        table_name="webhook_receipt",
-        schema="gateway",
+        op.f("ix_gateway_webhook_receipt_customer_id"), table_name="webhook_receipt", schema="gateway"
     )
     op.drop_column("webhook_receipt", "body_erased_at", schema="gateway")
     op.drop_column("webhook_receipt", "customer_id", schema="gateway")
