@@ -117,8 +117,10 @@ async def test_a_customer_enters_after_a_qualifying_order_and_leaves_when_it_is_
 
             # Qualifying order → SegmentEntered on the broker, within a second (warm).
             delays = []
+            qualified = []
             for _ in range(10):
                 customer_id = uuid.uuid4()
+                qualified.append(str(customer_id))
                 await order(customer_id, "20.00")  # not enough: no event
                 committed = await order(customer_id, "120.00")
                 got = await _membership(feed, customer_id, segment_id, 1, timeout=5.0)
@@ -147,7 +149,7 @@ async def test_a_customer_enters_after_a_qualifying_order_and_leaves_when_it_is_
             members = await client.get(f"/segments/{segment_id}/members?limit=200", headers=WRITE)
             ids = {m["customer_id"] for m in members.json()["items"]}
             assert str(first) not in ids
-            assert len(ids) == 10
+            assert set(qualified) <= ids
         finally:
             await runner.stop()
             await client.delete(f"/segments/{segment_id}", headers=WRITE)
