@@ -4,8 +4,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import Select, delete, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.segmentation.models import Segment, SegmentMember, customer_scope
@@ -97,38 +96,32 @@ class SegmentRepository:
     async def add_members(
         self, segment_id: UUID, customer_ids: Sequence[UUID], version: int, now: datetime
     ) -> list[UUID]:
+        """Add whoever is not in yet; returns them. One array parameter, whatever the count."""
         if not customer_ids:
             return []
-        rows = await self.session.execute(
-            insert(SegmentMember)
-            .values(
-                [
-                    {
-                        "segment_id": segment_id,
-                        "customer_id": c,
-                        "version": version,
-                        "entered_at": now,
-                    }
-                    for c in dict.fromkeys(customer_ids)
-                ]
-            )
-            .on_conflict_do_nothing()
-            .returning(SegmentMember.customer_id)
+        driver = await driver_connection(self.session)
+        rows = await driver.fetch(
+            "INSERT INTO segmentation.segment_member (segment_id, customer_id, version, "
+            "entered_at) SELECT $1::uuid, c, $3::int, $4::timestamptz "
+            "FROM unnest($2::uuid[]) AS c ON CONFLICT DO NOTHING RETURNING customer_id",
+            segment_id,
+            list(dict.fromkeys(customer_ids)),
+            version,
+            now,
         )
-        return list(rows.scalars())
+        return [r["customer_id"] for r in rows]
 
     async def remove_members(self, segment_id: UUID, customer_ids: Sequence[UUID]) -> list[UUID]:
         if not customer_ids:
             return []
-        rows = await self.session.execute(
-            delete(SegmentMember)
-            .where(
-                SegmentMember.segment_id == segment_id,
-                SegmentMember.customer_id.in_(list(customer_ids)),
-            )
-            .returning(SegmentMember.customer_id)
+        driver = await driver_connection(self.session)
+        rows = await driver.fetch(
+            "DELETE FROM segmentation.segment_member WHERE segment_id = $1 "
+            "AND customer_id = ANY($2::uuid[]) RETURNING customer_id",
+            segment_id,
+            list(customer_ids),
         )
-        return list(rows.scalars())
+        return [r["customer_id"] for r in rows]
 
     async def all_members(self, segment_id: UUID) -> list[UUID]:
         return list(

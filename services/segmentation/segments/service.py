@@ -32,12 +32,20 @@ from services.segmentation.segments.membership import (
     reevaluate,
 )
 from services.segmentation.segments.repository import SegmentRepository
-from services.segmentation.segments.schemas import MembersChange, SegmentCreate, SegmentPatch
+from services.segmentation.segments.schemas import SegmentCreate, SegmentPatch
 from shared.auth import Principal
 from shared.db import driver_connection
 from shared.errors import Conflict, raise_if_invalid
 
-__all__ = ["change_members", "create", "delete", "preview", "update", "validate_rule"]
+__all__ = [
+    "change_members",
+    "create",
+    "delete",
+    "preview",
+    "replace_members",
+    "update",
+    "validate_rule",
+]
 
 
 async def validate_rule(
@@ -140,24 +148,30 @@ async def delete(session: AsyncSession, segment: Segment, now: datetime) -> int:
 
 
 async def change_members(
-    session: AsyncSession, segment: Segment, body: MembersChange, now: datetime
+    session: AsyncSession,
+    segment: Segment,
+    add: Sequence[UUID],
+    remove: Sequence[UUID],
+    now: datetime,
+    *,
+    pointer: str = "/body",
 ) -> tuple[int, int]:
     if segment.kind != "static":
         raise Conflict(
             "a dynamic segment's members follow its rule; edit the rule instead",
-            errors=[{"pointer": "/body/add", "detail": "not allowed", "code": "kind-mismatch"}],
+            errors=[{"pointer": pointer, "detail": "not allowed", "code": "kind-mismatch"}],
         )
-    both = set(body.add) & set(body.remove)
+    both = set(add) & set(remove)
     raise_if_invalid(
         [
-            {"pointer": "/body/remove", "detail": f"{c} is also in add", "code": "conflicting"}
-            for c in sorted(both, key=str)
+            {"pointer": f"{pointer}/remove", "detail": f"{c} is also in add", "code": "conflicting"}
+            for c in sorted(both, key=str)[:20]
         ]
     )
     await lock_segments(await driver_connection(session), [segment.id], exclusive=True)
     repo = SegmentRepository(session)
-    added = await repo.add_members(segment.id, body.add, segment.version, now)
-    removed = await repo.remove_members(segment.id, body.remove)
+    added = await repo.add_members(segment.id, add, segment.version, now)
+    removed = await repo.remove_members(segment.id, remove)
     changes = [Change(segment.id, c, True, segment.version) for c in added] + [
         Change(segment.id, c, False, segment.version) for c in removed
     ]
@@ -168,6 +182,17 @@ async def change_members(
         await reevaluate(session, touched, {f"segment:{segment.id}"}, now)
     segment.updated_at = now
     return len(added), len(removed)
+
+
+async def replace_members(
+    session: AsyncSession, segment: Segment, wanted: Sequence[UUID], now: datetime
+) -> tuple[int, int]:
+    """Make the list exactly ``wanted`` (an upload in ``replace`` mode)."""
+    keep = set(wanted)
+    current = await SegmentRepository(session).all_members(segment.id)
+    return await change_members(
+        session, segment, wanted, [c for c in current if c not in keep], now
+    )
 
 
 async def preview(

@@ -520,3 +520,66 @@ class TestMerge:
         events = [(t, d["segment_id"]) for t, d in await segment_events(app, survivor)]
         assert events == [("entered", big["id"])]
         assert static["id"] not in {d for _, d in events}
+
+
+class TestUploadMembers:
+    async def test_adds_then_replaces_from_a_csv_file(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        a, b, c = (uuid.uuid4() for _ in range(3))
+        created = await create(
+            client, {"name": "upload", "kind": "static", "customer_ids": [str(a)]}
+        )
+        csv_headers = {**WRITE, "content-type": "text/csv"}
+
+        added = await client.post(
+            f"/segments/{created['id']}/members:upload",
+            content=f"customer_id\n{a}\n\n{b},extra column\n",
+            headers=csv_headers,
+        )
+        replaced = await client.post(
+            f"/segments/{created['id']}/members:upload?mode=replace",
+            content=f"{b}\n{c}\n",
+            headers=csv_headers,
+        )
+
+        assert added.json() == {"added": 1, "removed": 0}
+        assert replaced.json() == {"added": 1, "removed": 1}
+        members = await client.get(f"/segments/{created['id']}/members", headers=READ)
+        assert {m["customer_id"] for m in members.json()["items"]} == {str(b), str(c)}
+        assert [t for t, _ in await segment_events(app, a)] == ["entered", "exited"]
+
+    async def test_points_at_each_line_that_is_not_an_id_and_changes_nothing(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        created = await create(client, {"name": "upload", "kind": "static"})
+
+        response = await client.post(
+            f"/segments/{created['id']}/members:upload",
+            content=f"{uuid.uuid4()}\nnot-an-id\n{uuid.uuid4()}\n42\n",
+            headers={**WRITE, "content-type": "text/csv"},
+        )
+
+        assert response.status_code == 422
+        assert [e["pointer"] for e in response.json()["errors"]] == [
+            "/body/line/2",
+            "/body/line/4",
+        ]
+        got = await client.get(f"/segments/{created['id']}", headers=READ)
+        assert got.json()["member_count"] == 0
+
+    async def test_refuses_a_body_that_is_not_csv(self, client: httpx.AsyncClient) -> None:
+        created = await create(client, {"name": "upload", "kind": "static"})
+        response = await client.post(
+            f"/segments/{created['id']}/members:upload", json=[], headers=WRITE
+        )
+        assert response.status_code == 415
+
+    async def test_ten_thousand_hand_picked_members_in_one_call(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        ids = [str(uuid.uuid4()) for _ in range(10_000)]
+        created = await create(client, {"name": "big list", "kind": "static", "customer_ids": ids})
+        assert created["recomputed"][0]["entered"] == 10_000
+        got = await client.get(f"/segments/{created['id']}", headers=READ)
+        assert got.json()["member_count"] == 10_000
