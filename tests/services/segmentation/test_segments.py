@@ -265,6 +265,54 @@ class TestIncrementalMembership:
             assert row.orders_30d == 0
             assert row.orders_90d == 1
 
+    async def test_the_scheduler_brings_in_whoever_time_qualifies(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        tag = uuid.uuid4().hex
+        lapsing = await customer(app, tag, "10.00", days_ago=170)
+        lapsed = await create(
+            client,
+            {
+                "name": "No order for 180 days, but a web order within 200",
+                "rule": {
+                    "all": [
+                        {"field": "tags", "op": "contains", "value": tag},
+                        {"field": "last_order_at", "op": "older_than", "days": 180},
+                        {
+                            "performed": "order_placed",
+                            "where": [{"field": "channel", "op": "eq", "value": "web"}],
+                            "at_least": 1,
+                            "within_days": 200,
+                        },
+                    ]
+                },
+            },
+        )
+        assert lapsed["recomputed"][0]["entered"] == 0
+        async with app.state.database.session() as session:
+            row = await session.get(CustomerFeatures, lapsing)
+            assert row is not None
+            due = row.recheck_at
+        assert due is not None
+        now = datetime.now(UTC)
+        assert now + timedelta(days=9) < due < now + timedelta(days=11)  # 180 - 170 days
+
+        early = due - timedelta(minutes=1)
+        await MembershipScheduler(app.state.database, now=lambda: early).run_once()
+        assert await segment_events(app, lapsing) == []
+        await MembershipScheduler(app.state.database, now=lambda: due).run_once()
+        events = [(t, d["segment_id"]) for t, d in await segment_events(app, lapsing)]
+        assert events == [("entered", lapsed["id"])]
+        # … and leaves when the web order drops out of the 200-day window
+        async with app.state.database.session() as session:
+            row = await session.get(CustomerFeatures, lapsing)
+            assert row is not None
+            leave = row.recheck_at
+        assert leave is not None
+        await MembershipScheduler(app.state.database, now=lambda: leave).run_once()
+        events = [(t, d["segment_id"]) for t, d in await segment_events(app, lapsing)]
+        assert events == [("entered", lapsed["id"]), ("exited", lapsed["id"])]
+
 
 class TestEditRule:
     async def test_recomputes_at_the_new_version_and_publishes_only_the_differences(
