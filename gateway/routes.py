@@ -78,6 +78,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/analytics", "segmentation"),
     Route("/analytics:recompute", "segmentation"),
     Route("/segments", "segmentation"),
+    Route("/segments:preview", "segmentation"),
     Route("/customers", "customer360"),
     Route("/customers:resolve", "customer360"),
     Route("/customers:search", "customer360"),

@@ -12,6 +12,9 @@ class Settings(RapportSettings):
     service_name: ClassVar[str] = "segmentation"
 
     port: int = 8004
+    #: Re-evaluate customers whose time-relative rules may have changed their answer.
+    membership_scheduler_enabled: bool = True
+    membership_scheduler_interval_s: float = 60.0
 
     # --- built-in analytics (services/segmentation/analytics) ------------------------------
     #: The batch pass (new RFM quintile boundaries, then every customer rescored). Every

@@ -4,12 +4,17 @@ from services.segmentation.analytics import AnalyticsHandlers
 from services.segmentation.features import handlers
 from services.segmentation.models import customer_scope
 from shared.events import (
+    CustomerConsentChanged,
     CustomerCreated,
     CustomerErased,
     CustomerMerged,
+    CustomerUpdated,
     InteractionRecorded,
     OrderPlaced,
     OrderStatusChanged,
+    SurveyAnswered,
+    TicketOpened,
+    TicketStatusChanged,
 )
 from shared.messaging import Subscriptions
 from shared.privacy import follow_customer_scope
@@ -18,10 +23,16 @@ subscriptions = Subscriptions()
 follow_customer_scope(subscriptions, customer_scope)
 
 subscriptions.on(CustomerCreated)(handlers.on_customer_created)
+subscriptions.on(CustomerUpdated)(handlers.on_customer_updated)
+subscriptions.on(CustomerConsentChanged)(handlers.on_consent_changed)
 subscriptions.on(CustomerErased)(handlers.on_customer_erased)
-subscriptions.on(OrderPlaced)(handlers.on_order_placed)
-subscriptions.on(InteractionRecorded)(handlers.on_interaction_recorded)
 subscriptions.on(CustomerMerged)(handlers.on_customer_merged)
+subscriptions.on(OrderPlaced)(handlers.on_order_placed)
+subscriptions.on(OrderStatusChanged)(handlers.on_order_status_changed)
+subscriptions.on(InteractionRecorded)(handlers.on_interaction_recorded)
+subscriptions.on(TicketOpened)(handlers.on_ticket_opened)
+subscriptions.on(TicketStatusChanged)(handlers.on_ticket_status_changed)
+subscriptions.on(SurveyAnswered)(handlers.on_survey_answered)
 
 #: RFM, lifecycle, CLV and churn risk (services/segmentation/analytics).
 analytics = AnalyticsHandlers()

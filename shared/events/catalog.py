@@ -404,19 +404,29 @@ class DealLost(Event):
 
 # --- segmentation ------------------------------------------------------------------------
 class SegmentEntered(Event):
+    """The customer now belongs to the segment (a rule now holds, or a list now has them)."""
+
     event_type: ClassVar[str] = "rapport.segment.entered.v1"
     topic: ClassVar[str] = SEGMENT_TOPIC
 
     segment_id: UUID
     entered_at: datetime
+    segment_version: int | None = Field(
+        default=None, description="The segment definition version that made the decision."
+    )
 
 
 class SegmentExited(Event):
+    """The customer no longer belongs to the segment (or the segment was deleted)."""
+
     event_type: ClassVar[str] = "rapport.segment.exited.v1"
     topic: ClassVar[str] = SEGMENT_TOPIC
 
     segment_id: UUID
     exited_at: datetime
+    segment_version: int | None = Field(
+        default=None, description="The segment definition version that made the decision."
+    )
 
 
 class CustomerScored(Event):

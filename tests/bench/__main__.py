@@ -9,6 +9,7 @@ from tests.bench import (
     interaction_ingest,
     outbound,
     outbox,
+    segment_recompute,
     webhooks,
 )
 
@@ -26,3 +27,5 @@ if __name__ == "__main__":
     interaction_ingest.main()
     print()
     asyncio.run(outbound.main())
+    print()
+    segment_recompute.main()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -26,9 +26,13 @@ class Tail:
     async def wait_for(
         self, key: str, *, count: int, timeout: float = 30.0
     ) -> list[ConsumerRecord[bytes, bytes]]:
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(lambda: len(self.of(key)) >= count)
+        await self.wait_until(lambda: len(self.of(key)) >= count, timeout=timeout)
         return self.of(key)
+
+    async def wait_until(self, check: Callable[[], bool], *, timeout: float = 30.0) -> None:
+        """Until ``check()`` holds for the messages collected so far."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(check)
 
 
 @asynccontextmanager

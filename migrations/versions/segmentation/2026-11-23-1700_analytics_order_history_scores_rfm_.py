@@ -1,7 +1,7 @@
 """analytics: order history, scores, RFM boundaries, merge redirects, passes
 
 Revision ID: 5a1d7c3e9b20
-Revises: 447e48db5589
+Revises: 3a6f91fe949c
 Create Date: 2026-11-23 17:00:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "5a1d7c3e9b20"
-down_revision: str | None = "447e48db5589"
+down_revision: str | None = "3a6f91fe949c"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -16,7 +16,9 @@ router = APIRouter(prefix="/customers", tags=["features"])
 )
 async def get_customer_features(features: CustomerFeaturesDep) -> CustomerFeaturesRead:
     """What segmentation has learnt about one customer from the other services' events:
-    order count and spend per currency, interaction count, and when each last happened.
+    profile attributes and consent, orders (count, spend per currency, rolling 30/90/365-day
+    counts), interactions by channel and kind, open tickets, the latest CSAT and NPS. These
+    are the fields a segment rule tests.
 
     The features follow the events, so they lag the source by the time it takes an event to
     arrive (usually well under a second). `404` means no event about this customer has

@@ -1,57 +1,245 @@
-"""Event handlers that fold other services' events into ``customer_features``.
+"""Event handlers that fold other services' events into ``customer_features`` and the
+per-customer event log, then re-evaluate the customer's segment memberships.
 
 The consumer runner calls each handler inside the transaction that also claims the event id
 in the inbox, so a redelivered event never reaches a handler twice. The handlers therefore
 *count* (``order_count + 1``) rather than recompute, and must not dedupe on their own: two
 distinct events with equal payloads are two orders.
+
+Each handler names what it changed (feature columns and ``event:<type>``): only the dynamic
+segments that read one of those are evaluated again, for this customer only.
 """
 
+from datetime import UTC, datetime
+from uuid import UUID
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.segmentation.features.repository import CustomerFeaturesRepository
+from services.segmentation.features.repository import (
+    CONSENT_COLUMNS,
+    CustomerFeaturesRepository,
+    profile_values,
+)
+from services.segmentation.models import SegmentMember
+from services.segmentation.segments.membership import reevaluate, segments_to_lock
 from shared.events import (
+    CustomerConsentChanged,
     CustomerCreated,
     CustomerErased,
     CustomerMerged,
+    CustomerUpdated,
     Envelope,
     InteractionRecorded,
     OrderPlaced,
+    OrderStatusChanged,
+    SurveyAnswered,
+    TicketOpened,
+    TicketStatusChanged,
 )
+
+ORDER_INPUTS = frozenset(
+    {
+        "order_count",
+        "total_spent",
+        "first_order_at",
+        "last_order_at",
+        "orders_30d",
+        "orders_90d",
+        "orders_365d",
+        "event:order_placed",
+    }
+)
+INTERACTION_INPUTS = frozenset(
+    {
+        "interaction_count",
+        "last_interaction_at",
+        "interactions_by_channel",
+        "interactions_by_kind",
+        "event:interaction",
+    }
+)
+_OPEN = {"open", "pending"}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _changed(
+    session: AsyncSession, customer_id: UUID, inputs: set[str] | frozenset[str]
+) -> None:
+    await reevaluate(session, [customer_id], set(inputs), _now())
 
 
 async def on_customer_created(
     session: AsyncSession, event: CustomerCreated, envelope: Envelope
 ) -> None:
-    await CustomerFeaturesRepository(session).record_customer(event.customer_id, event.display_name)
+    values = profile_values(event.model_dump(exclude={"customer_id"}))
+    values["customer_created_at"] = event.created_at
+    await CustomerFeaturesRepository(session).upsert(event.customer_id, values)
+    await _changed(session, event.customer_id, set(values))
+
+
+async def on_customer_updated(
+    session: AsyncSession, event: CustomerUpdated, envelope: Envelope
+) -> None:
+    values = profile_values(event.changes)
+    if not values:
+        return
+    await CustomerFeaturesRepository(session).upsert(event.customer_id, values)
+    await _changed(session, event.customer_id, set(values))
+
+
+async def on_consent_changed(
+    session: AsyncSession, event: CustomerConsentChanged, envelope: Envelope
+) -> None:
+    column = CONSENT_COLUMNS[event.channel]
+    await CustomerFeaturesRepository(session).upsert(event.customer_id, {column: event.granted})
+    await _changed(session, event.customer_id, {column})
 
 
 async def on_order_placed(session: AsyncSession, event: OrderPlaced, envelope: Envelope) -> None:
+    currency = event.currency.upper()
+    now = _now()
+    # The hot path: the segment locks ride on the feature write (one round trip fewer).
+    lock = segments_to_lock(set(ORDER_INPUTS))
     await CustomerFeaturesRepository(session).record_order(
         event.customer_id,
         total=event.total,
-        currency=event.currency.upper(),
+        currency=currency,
         placed_at=event.placed_at,
+        attrs={
+            "total": format(event.total, "f"),
+            "currency": currency,
+            "channel": event.channel,
+            "source": event.source,
+            "skus": sorted({item.sku for item in event.items}),
+        },
+        now=now,
+        lock=lock,
     )
+    await reevaluate(session, [event.customer_id], set(ORDER_INPUTS), now, locked=lock)
+
+
+async def on_order_status_changed(
+    session: AsyncSession, event: OrderStatusChanged, envelope: Envelope
+) -> None:
+    await CustomerFeaturesRepository(session).log_event(
+        event.customer_id,
+        "order_status_changed",
+        event.changed_at,
+        {"status": event.status, "previous_status": event.previous_status},
+    )
+    await _changed(session, event.customer_id, {"event:order_status_changed"})
 
 
 async def on_interaction_recorded(
     session: AsyncSession, event: InteractionRecorded, envelope: Envelope
 ) -> None:
-    await CustomerFeaturesRepository(session).record_interaction(
-        event.customer_id, occurred_at=event.occurred_at
+    repo = CustomerFeaturesRepository(session)
+    await repo.record_interaction(
+        event.customer_id, occurred_at=event.occurred_at, channel=event.channel, kind=event.kind
+    )
+    await repo.log_event(
+        event.customer_id,
+        "interaction",
+        event.occurred_at,
+        {"channel": event.channel, "kind": event.kind, "direction": event.direction},
+    )
+    await _changed(session, event.customer_id, INTERACTION_INPUTS)
+
+
+async def on_ticket_opened(session: AsyncSession, event: TicketOpened, envelope: Envelope) -> None:
+    repo = CustomerFeaturesRepository(session)
+    await repo.record_ticket(event.customer_id, opened=1, newly_open=1)
+    await repo.log_event(
+        event.customer_id,
+        "ticket_opened",
+        event.opened_at,
+        {"category": event.category, "priority": event.priority},
+    )
+    await _changed(
+        session, event.customer_id, {"ticket_count", "open_tickets", "event:ticket_opened"}
+    )
+
+
+async def on_ticket_status_changed(
+    session: AsyncSession, event: TicketStatusChanged, envelope: Envelope
+) -> None:
+    was_open, is_open = event.previous_status in _OPEN, event.status in _OPEN
+    repo = CustomerFeaturesRepository(session)
+    if was_open != is_open:
+        await repo.record_ticket(event.customer_id, opened=0, newly_open=1 if is_open else -1)
+    await repo.log_event(
+        event.customer_id,
+        "ticket_status_changed",
+        event.changed_at,
+        {"status": event.status, "previous_status": event.previous_status},
+    )
+    await _changed(session, event.customer_id, {"open_tickets", "event:ticket_status_changed"})
+
+
+async def on_survey_answered(
+    session: AsyncSession, event: SurveyAnswered, envelope: Envelope
+) -> None:
+    repo = CustomerFeaturesRepository(session)
+    await repo.record_survey(
+        event.customer_id, survey=event.survey, score=event.score, answered_at=event.answered_at
+    )
+    await repo.log_event(
+        event.customer_id,
+        "survey_answered",
+        event.answered_at,
+        {"survey": event.survey, "score": event.score},
+    )
+    await _changed(
+        session,
+        event.customer_id,
+        {f"last_{event.survey}", f"last_{event.survey}_at", "event:survey_answered"},
     )
 
 
 async def on_customer_erased(
     session: AsyncSession, event: CustomerErased, envelope: Envelope
 ) -> None:
-    # The row holds the display name: a privacy erase removes it with the rest. An order
-    # event that arrives later starts a fresh, nameless row.
+    # The row holds the display name: a privacy erase removes it with the rest (features,
+    # event log, memberships). An order event that arrives later starts a fresh row.
     await CustomerFeaturesRepository(session).forget(event.customer_id)
+    await session.execute(
+        delete(SegmentMember).where(SegmentMember.customer_id == event.customer_id)
+    )
 
 
 async def on_customer_merged(
     session: AsyncSession, event: CustomerMerged, envelope: Envelope
 ) -> None:
-    """The duplicate's features are the survivor's now."""
+    """The duplicate's features, events and static-list memberships are the survivor's now;
+    the survivor's dynamic memberships are evaluated again on the folded features.
+
+    The duplicate's memberships are dropped without events: every consumer of segment events
+    folds the duplicate into the survivor on ``CustomerMerged`` itself."""
     await CustomerFeaturesRepository(session).fold_into(event.customer_id, event.merged_id)
+    inherited = (
+        await session.execute(
+            select(SegmentMember.segment_id, SegmentMember.version).where(
+                SegmentMember.customer_id == event.merged_id
+            )
+        )
+    ).all()
+    await session.execute(delete(SegmentMember).where(SegmentMember.customer_id == event.merged_id))
+    if inherited:
+        # Dynamic ones among these are settled by the evaluation below (it sees the row
+        # and keeps or removes it); static ones simply move.
+        await session.execute(
+            insert(SegmentMember)
+            .values(
+                [
+                    {"segment_id": s, "customer_id": event.customer_id, "version": v}
+                    for s, v in inherited
+                ]
+            )
+            .on_conflict_do_nothing()
+        )
+    await reevaluate(session, [event.customer_id], None, _now())

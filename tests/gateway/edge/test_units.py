@@ -45,6 +45,8 @@ class TestRouteTable:
             ("/customers/7c1e/recommendations", "orders"),
             ("/segments", "segmentation"),
             ("/segments/vip/members", "segmentation"),
+            ("/segments:preview", "segmentation"),
+            ("/segments/vip/export", "segmentation"),
             ("/interactions", "interactions"),
             ("/tickets/9", "interactions"),
             ("/surveys", "interactions"),

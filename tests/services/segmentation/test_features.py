@@ -12,15 +12,22 @@ from fastapi import FastAPI
 from services.segmentation.config import Settings
 from services.segmentation.features import handlers
 from services.segmentation.main import create_app
+from services.segmentation.models import CustomerFeatures
 from services.segmentation.subscriptions import subscriptions
 from shared.errors import PROBLEM_JSON
 from shared.events import (
+    ConsentState,
+    CustomerConsentChanged,
     CustomerCreated,
     CustomerErased,
+    CustomerUpdated,
     Envelope,
     Event,
     InteractionRecorded,
     OrderPlaced,
+    SurveyAnswered,
+    TicketOpened,
+    TicketStatusChanged,
 )
 from tests.support import api_client, bearer
 
@@ -264,3 +271,111 @@ class TestGetCustomerFeatures:
         assert response.status_code == 403
         assert response.headers["content-type"] == PROBLEM_JSON
         assert response.json()["missing_scopes"] == ["segments:read"]
+
+
+class TestProfileTicketAndSurveyFeatures:
+    @pytest.mark.asyncio(loop_scope="session")
+    async def test_profile_consent_tickets_surveys_and_interaction_mix_become_features(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        customer_id = uuid.uuid4()
+        ticket = uuid.uuid4()
+        await deliver(
+            app,
+            CustomerCreated(
+                customer_id=customer_id,
+                display_name="Ada",
+                tags=["vip", "b2b"],
+                owner_id="agent-7",
+                lifecycle_stage="customer",
+                consent={"email": ConsentState(granted=True, at=T0)},
+                created_at=T0,
+            ),
+        )
+        await deliver(
+            app,
+            CustomerUpdated(customer_id=customer_id, changes={"tags": ["vip"]}, updated_at=T0),
+        )
+        await deliver(
+            app,
+            CustomerConsentChanged(
+                customer_id=customer_id, channel="sms", granted=False, changed_at=T0
+            ),
+        )
+        await deliver(app, interaction(customer_id, T0))
+        await deliver(app, interaction(customer_id, T0 + timedelta(hours=1)))
+        await deliver(
+            app,
+            TicketOpened(
+                customer_id=customer_id,
+                ticket_id=ticket,
+                title="Broken",
+                category="complaint",
+                priority="high",
+                opened_at=T0,
+            ),
+        )
+        await deliver(
+            app,
+            TicketOpened(
+                customer_id=customer_id,
+                ticket_id=uuid.uuid4(),
+                title="Question",
+                category="question",
+                priority="low",
+                opened_at=T0,
+            ),
+        )
+        await deliver(
+            app,
+            TicketStatusChanged(
+                customer_id=customer_id,
+                ticket_id=ticket,
+                status="resolved",
+                previous_status="open",
+                changed_at=T0,
+            ),
+        )
+        for score, at in ((2, T0 + timedelta(days=2)), (5, T0 + timedelta(days=1))):
+            await deliver(
+                app,
+                SurveyAnswered(
+                    customer_id=customer_id,
+                    response_id=uuid.uuid4(),
+                    survey="csat",
+                    score=score,
+                    answered_at=at,
+                ),
+            )
+
+        async with app.state.database.session() as session:
+            row = await session.get(CustomerFeatures, customer_id)
+        assert row is not None
+        assert row.tags == ["vip"]
+        assert row.owner_id == "agent-7"
+        assert row.lifecycle_stage == "customer"
+        assert (row.email_consent, row.sms_consent, row.phone_consent) == (True, False, None)
+        assert row.interactions_by_channel == {"email": 2}
+        assert row.interactions_by_kind == {"message": 2}
+        assert (row.ticket_count, row.open_tickets) == (2, 1)
+        # the later answer wins, whatever the order they arrive in
+        assert (row.last_csat, row.last_csat_at) == (2, T0 + timedelta(days=2))
+        assert row.last_nps is None
+
+    @pytest.mark.asyncio(loop_scope="session")
+    async def test_rolling_order_windows_count_recent_orders_only(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        customer_id = uuid.uuid4()
+        now = datetime.now(UTC)
+        for days in (10, 60, 200, 400):
+            await deliver(app, order(customer_id, "1.00", placed_at=now - timedelta(days=days)))
+
+        async with app.state.database.session() as session:
+            row = await session.get(CustomerFeatures, customer_id)
+        assert row is not None
+        assert (row.orders_30d, row.orders_90d, row.orders_365d) == (1, 2, 3)
+        assert row.order_count == 4
+        assert row.first_order_at == now - timedelta(days=400)
+        # the 10-day-old order leaves the 30-day window first
+        assert row.windows_change_at == now - timedelta(days=10) + timedelta(days=30)
