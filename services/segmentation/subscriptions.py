@@ -4,6 +4,7 @@ from services.segmentation.analytics import AnalyticsHandlers
 from services.segmentation.features import handlers
 from services.segmentation.models import customer_scope
 from shared.events import (
+    BehaviourRecorded,
     CustomerConsentChanged,
     CustomerCreated,
     CustomerErased,
@@ -30,6 +31,7 @@ subscriptions.on(CustomerMerged)(handlers.on_customer_merged)
 subscriptions.on(OrderPlaced)(handlers.on_order_placed)
 subscriptions.on(OrderStatusChanged)(handlers.on_order_status_changed)
 subscriptions.on(InteractionRecorded)(handlers.on_interaction_recorded)
+subscriptions.on(BehaviourRecorded)(handlers.on_behaviour_recorded)
 subscriptions.on(TicketOpened)(handlers.on_ticket_opened)
 subscriptions.on(TicketStatusChanged)(handlers.on_ticket_status_changed)
 subscriptions.on(SurveyAnswered)(handlers.on_survey_answered)

@@ -25,6 +25,7 @@ from services.segmentation.features.repository import (
 from services.segmentation.models import SegmentMember
 from services.segmentation.segments.membership import reevaluate, segments_to_lock
 from shared.events import (
+    BehaviourRecorded,
     CustomerConsentChanged,
     CustomerCreated,
     CustomerErased,
@@ -148,6 +149,31 @@ async def on_interaction_recorded(
         event.occurred_at,
         {"channel": event.channel, "kind": event.kind, "direction": event.direction},
     )
+    await _changed(session, event.customer_id, INTERACTION_INPUTS)
+
+
+async def on_behaviour_recorded(
+    session: AsyncSession, event: BehaviourRecorded, envelope: Envelope
+) -> None:
+    """Coalesced web/app behaviour (one event per customer per ingested batch) counts like
+    that many interactions: ``performed page_view at least 10 times`` sees each page view.
+    Per kind the channel is the batch's last one (the event does not split them further)."""
+    repo = CustomerFeaturesRepository(session)
+    for kind, n in sorted(event.counts.items()):
+        await repo.record_interaction(
+            event.customer_id,
+            occurred_at=event.last_occurred_at,
+            channel=event.last_channel,
+            kind=kind,
+            count=n,
+        )
+        await repo.log_event(
+            event.customer_id,
+            "interaction",
+            event.last_occurred_at,
+            {"channel": event.last_channel, "kind": kind, "direction": "inbound"},
+            times=min(n, 1000),
+        )
     await _changed(session, event.customer_id, INTERACTION_INPUTS)
 
 

@@ -170,18 +170,19 @@ class CustomerFeaturesRepository:
         occurred_at: datetime,
         channel: str | None = None,
         kind: str | None = None,
+        count: int = 1,
     ) -> None:
-        by_channel = {channel[:64]: 1} if channel else {}
-        by_kind = {kind[:64]: 1} if kind else {}
+        by_channel = {channel[:64]: count} if channel else {}
+        by_kind = {kind[:64]: count} if kind else {}
         statement = insert(CustomerFeatures).values(
             customer_id=customer_id,
-            interaction_count=1,
+            interaction_count=count,
             last_interaction_at=occurred_at,
             interactions_by_channel=by_channel,
             interactions_by_kind=by_kind,
         )
         set_: dict[str, Any] = {
-            "interaction_count": CustomerFeatures.interaction_count + 1,
+            "interaction_count": CustomerFeatures.interaction_count + count,
             "last_interaction_at": func.greatest(
                 CustomerFeatures.last_interaction_at,
                 statement.excluded.last_interaction_at,
@@ -194,8 +195,8 @@ class CustomerFeaturesRepository:
         ):
             if key:
                 name = literal(key[:64], Text)
-                count = func.coalesce(cast(column.op("->>")(name), Numeric), 0) + 1
-                set_[column.key] = column.op("||")(func.jsonb_build_object(name, count))
+                total = func.coalesce(cast(column.op("->>")(name), Numeric), 0) + count
+                set_[column.key] = column.op("||")(func.jsonb_build_object(name, total))
         await self.session.execute(
             statement.on_conflict_do_update(
                 index_elements=[CustomerFeatures.customer_id], set_=set_
@@ -242,14 +243,22 @@ class CustomerFeaturesRepository:
         )
 
     async def log_event(
-        self, customer_id: UUID, type_: str, occurred_at: datetime, attrs: Mapping[str, Any]
+        self,
+        customer_id: UUID,
+        type_: str,
+        occurred_at: datetime,
+        attrs: Mapping[str, Any],
+        times: int = 1,
     ) -> None:
-        """Append to the customer's event log (the input of behaviour conditions)."""
-        await self.session.execute(
-            insert(CustomerEvent).values(
-                customer_id=customer_id, type=type_, occurred_at=occurred_at, attrs=dict(attrs)
-            )
-        )
+        """Append to the customer's event log (the input of behaviour conditions); ``times``
+        rows for an event that stands for several (coalesced behaviour)."""
+        row = {
+            "customer_id": customer_id,
+            "type": type_,
+            "occurred_at": occurred_at,
+            "attrs": dict(attrs),
+        }
+        await self.session.execute(insert(CustomerEvent), [row] * max(times, 1))
 
     async def refresh_windows(self, customer_ids: Sequence[UUID], now: datetime) -> None:
         """Recount the rolling order windows from the event log, and when they next change:

@@ -8,14 +8,16 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
 from services.segmentation.config import Settings
 from services.segmentation.features import handlers
 from services.segmentation.main import create_app
-from services.segmentation.models import CustomerFeatures
+from services.segmentation.models import CustomerEvent, CustomerFeatures
 from services.segmentation.subscriptions import subscriptions
 from shared.errors import PROBLEM_JSON
 from shared.events import (
+    BehaviourRecorded,
     ConsentState,
     CustomerConsentChanged,
     CustomerCreated,
@@ -213,6 +215,36 @@ class TestInteractionRecordedHandler:
         assert got["interaction_count"] == 2
         assert datetime.fromisoformat(got["last_interaction_at"]) == latest
         assert got["order_count"] == 0
+
+    @pytest.mark.asyncio(loop_scope="session")
+    async def test_coalesced_behaviour_counts_each_page_view(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        customer_id = uuid.uuid4()
+        await deliver(app, interaction(customer_id, T0))
+        await deliver(
+            app,
+            BehaviourRecorded(
+                customer_id=customer_id,
+                counts={"page_view": 3, "search": 1},
+                channels=["web"],
+                first_occurred_at=T0 + timedelta(minutes=1),
+                last_occurred_at=T0 + timedelta(minutes=9),
+                last_channel="web",
+            ),
+        )
+        got = await features(client, customer_id)
+        assert got["interaction_count"] == 5
+        assert datetime.fromisoformat(got["last_interaction_at"]) == T0 + timedelta(minutes=9)
+        async with app.state.database.session() as session:
+            logged = (
+                await session.execute(
+                    select(CustomerEvent.attrs["kind"].astext, func.count())
+                    .where(CustomerEvent.customer_id == customer_id)
+                    .group_by(CustomerEvent.attrs["kind"].astext)
+                )
+            ).all()
+        assert dict(logged) == {"message": 1, "page_view": 3, "search": 1}
 
 
 class TestCustomerErasedHandler:
