@@ -8,7 +8,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.segmentation.config import Settings
 from services.segmentation.features import handlers
@@ -238,13 +238,17 @@ class TestInteractionRecordedHandler:
         assert datetime.fromisoformat(got["last_interaction_at"]) == T0 + timedelta(minutes=9)
         async with app.state.database.session() as session:
             logged = (
-                await session.execute(
-                    select(CustomerEvent.attrs["kind"].astext, func.count())
-                    .where(CustomerEvent.customer_id == customer_id)
-                    .group_by(CustomerEvent.attrs["kind"].astext)
+                await session.scalars(
+                    select(CustomerEvent.attrs).where(CustomerEvent.customer_id == customer_id)
                 )
             ).all()
-        assert dict(logged) == {"message": 1, "page_view": 3, "search": 1}
+        assert sorted(a["kind"] for a in logged) == [
+            "message",
+            "page_view",
+            "page_view",
+            "page_view",
+            "search",
+        ]
 
 
 class TestCustomerErasedHandler:
