@@ -10,6 +10,16 @@ For each message, in partition order:
    an event is applied exactly once however often Kafka delivers it.
 3. Offsets are committed only after the transactions of the messages before them committed.
 
+Consecutive messages of a partition share a transaction (up to ``group_size``): each still
+claims its own inbox row and runs its own handler, in order, so an event's effect and its
+claim still commit together — but one commit (and one connection check-out) serves many
+events, which is most of the per-event cost. If an event of a group fails, the group is
+rolled back; the events before it are applied again as a group, the failing one alone with
+the retries and dead-lettering below, and the rest as a group: partition order is kept, and
+a poison message never takes its neighbours down with it. (A handler may thus run more than
+once for an event whose group was rolled back; only its database effects are exactly-once,
+as with any retry.)
+
 Failures: a handler error is retried ``max_retries`` times with exponential backoff, then the
 message goes to the group's dead-letter topic (``rapport.dlq.<group>``) with the error in its
 headers, and the partition moves on. An infrastructure error (database unreachable) is not
@@ -124,6 +134,7 @@ class ConsumerRunner:
         fetch_max_wait_ms: int = 20,
         session_timeout_ms: int = 10_000,
         consumer_options: Mapping[str, Any] | None = None,
+        group_size: int = 100,
     ) -> None:
         self.group = group
         self._bootstrap = bootstrap_servers
@@ -132,6 +143,7 @@ class ConsumerRunner:
         self._producer = producer
         self._max_retries = max_retries
         self._retry_backoff = retry_backoff
+        self._group_size = group_size
         self._options = {
             "fetch_max_wait_ms": fetch_max_wait_ms,
             "session_timeout_ms": session_timeout_ms,
@@ -187,8 +199,7 @@ class ConsumerRunner:
             if consumer.assignment():
                 self.assigned.set()
             for tp, records in batches.items():
-                for record in records:
-                    await self._process(record)
+                await self._process_all(records)
                 try:
                     await consumer.commit({tp: records[-1].offset + 1})
                 except CommitFailedError as exc:
@@ -204,16 +215,64 @@ class ConsumerRunner:
                 max(highwater - offset - 1, 0)
             )
 
-    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        try:
-            envelope = Envelope.from_kafka(record.topic, record.value, record.headers)
-        except EnvelopeError as exc:
-            await self._dead_letter(record, exc, attempts=1)
+    async def _process_all(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply one partition's records in order, consecutive ones in shared transactions."""
+        group: list[tuple[ConsumerRecord[bytes, bytes], Envelope, Handler]] = []
+        for record in records:
+            try:
+                envelope = Envelope.from_kafka(record.topic, record.value, record.headers)
+            except EnvelopeError as exc:
+                await self._apply_group(group)
+                group = []
+                await self._dead_letter(record, exc, attempts=1)
+                continue
+            handler = self._subscriptions.handler_for(envelope.type)
+            if handler is None:
+                metrics.CONSUMER_EVENTS.labels(self.group, envelope.type, "ignored").inc()
+                continue
+            group.append((record, envelope, handler))
+            if len(group) >= self._group_size:
+                await self._apply_group(group)
+                group = []
+        await self._apply_group(group)
+
+    async def _apply_group(
+        self, group: list[tuple[ConsumerRecord[bytes, bytes], Envelope, Handler]]
+    ) -> None:
+        """Apply ``group`` in one transaction. If event k fails, all is rolled back; then the
+        events before k are applied again as a group, k alone (retries, dead letter), and the
+        rest as a group — order kept, and one bad event costs its group one extra try."""
+        while len(group) > 1:
+            failed_at = 0
+            try:
+                async with self._database.session() as session:
+                    outcomes = []
+                    for index, (_, envelope, handler) in enumerate(group):
+                        failed_at = index
+                        outcomes.append(await self._apply_in(session, handler, envelope))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.info(
+                    "consumer %s: event %d of a group of %d failed (%s); applying it alone",
+                    self.group,
+                    failed_at + 1,
+                    len(group),
+                    exc,
+                )
+                await self._apply_group(group[:failed_at])
+                await self._process(*group[failed_at])
+                group = group[failed_at + 1 :]
+                continue
+            for (_, envelope, _), outcome in zip(group, outcomes, strict=True):
+                metrics.CONSUMER_EVENTS.labels(self.group, envelope.type, outcome).inc()
             return
-        handler = self._subscriptions.handler_for(envelope.type)
-        if handler is None:
-            metrics.CONSUMER_EVENTS.labels(self.group, envelope.type, "ignored").inc()
-            return
+        if group:
+            await self._process(*group[0])
+
+    async def _process(
+        self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, handler: Handler
+    ) -> None:
         try:
             outcome = await self._apply_with_retries(handler, envelope)
         except _Poison as poison:
@@ -252,18 +311,22 @@ class ConsumerRunner:
 
     async def _apply(self, handler: Handler, envelope: Envelope) -> str:
         async with self._database.session() as session:
-            claimed = await session.execute(
-                text(
-                    f"INSERT INTO {self._database.schema}.inbox (consumer, event_id, event_type) "
-                    "VALUES (:consumer, :event_id, :event_type) ON CONFLICT DO NOTHING "
-                    "RETURNING event_id"
-                ),
-                {"consumer": self.group, "event_id": envelope.id, "event_type": envelope.type},
-            )
-            if claimed.first() is None:
-                return "duplicate"
-            event = envelope.event()
-            await handler(session, event, envelope)
+            return await self._apply_in(session, handler, envelope)
+
+    async def _apply_in(self, session: AsyncSession, handler: Handler, envelope: Envelope) -> str:
+        """Claim the event in the inbox and run its handler, in ``session``'s transaction."""
+        claimed = await session.execute(
+            text(
+                f"INSERT INTO {self._database.schema}.inbox (consumer, event_id, event_type) "
+                "VALUES (:consumer, :event_id, :event_type) ON CONFLICT DO NOTHING "
+                "RETURNING event_id"
+            ),
+            {"consumer": self.group, "event_id": envelope.id, "event_type": envelope.type},
+        )
+        if claimed.first() is None:
+            return "duplicate"
+        event = envelope.event()
+        await handler(session, event, envelope)
         return "applied"
 
     async def _dead_letter(

@@ -100,6 +100,7 @@ class TestConsumerRunner:
                 producer=producer,
                 max_retries=2,
                 retry_backoff=0.01,
+                group_size=1,  # one transaction per event: handler calls are countable
             )
             # Same partition, in this order: the event, its redelivery, a poison message,
             # a malformed message, and a good event after them.
@@ -155,3 +156,72 @@ class TestConsumerRunner:
         assert b"can never be applied" in by_error["PoisonError"]["dlq_error"]
         assert by_error["PoisonError"]["dlq_attempts"] == b"3"
         assert by_error["PoisonError"]["dlq_original_topic"] == CUSTOMER_TOPIC.encode()
+
+    async def test_consecutive_events_share_transactions_and_a_poison_one_falls_back_alone(
+        self, make_settings, infra
+    ):
+        settings = make_settings(Settings)
+        app = create_app(settings)
+        group = f"test-{uuid4().hex[:8]}"
+        sessions: list[AsyncSession] = []  # kept alive: their ids stay distinct
+        subscriptions = Subscriptions()
+
+        @subscriptions.on(CustomerUpdated)
+        async def add_tag(
+            session: AsyncSession, event: CustomerUpdated, envelope: Envelope
+        ) -> None:
+            sessions.append(session)
+            if event.changes.get("poison"):
+                raise PoisonError("this event can never be applied")
+            customer = await session.get(Customer, event.customer_id)
+            assert customer is not None
+            customer.tags = [*customer.tags, str(event.changes["tag"])]
+
+        async with running(app):
+            database = app.state.database
+            async with database.session() as session:
+                customer = Customer(display_name="Grace", emails=[], phones=[], tags=[])
+                session.add(customer)
+            now = datetime.now(UTC)
+
+            def update(**changes: object) -> Envelope:
+                event = CustomerUpdated(customer_id=customer.id, changes=changes, updated_at=now)
+                return Envelope.wrap(event, source="/test")
+
+            before = [update(tag=f"a{i}") for i in range(40)]
+            poison = update(poison=True)
+            after = [update(tag=f"b{i}") for i in range(40)]
+            await _send(infra.bootstrap_servers, *(_message(e) for e in [*before, poison, *after]))
+            producer = Producer(settings)
+            runner = ConsumerRunner(
+                group=group,
+                bootstrap_servers=infra.bootstrap_servers,
+                database=database,
+                subscriptions=subscriptions,
+                producer=producer,
+                max_retries=1,
+                retry_backoff=0.01,
+                group_size=100,
+            )
+            runner.start()
+            want = [f"a{i}" for i in range(40)] + [f"b{i}" for i in range(40)]
+            try:
+
+                async def all_applied() -> bool:
+                    async with database.session() as s:
+                        c = await s.get(Customer, customer.id, populate_existing=True)
+                        return c is not None and len(c.tags) >= len(want)
+
+                await _eventually(all_applied, timeout=60)
+            finally:
+                await runner.stop()
+                await producer.stop()
+            async with database.session() as s:
+                got = await s.get(Customer, customer.id, populate_existing=True)
+                assert got is not None
+                # each good event applied exactly once, in partition order, around the poison
+                assert got.tags == want
+                await s.execute(delete(Customer).where(Customer.id == customer.id))
+        # 81 events: one by one, 82 transactions (the poison is tried twice). Grouped, a few
+        # per fetch from the broker (one when all 81 come in one fetch: 5 transactions).
+        assert len({id(s) for s in sessions}) <= 40
