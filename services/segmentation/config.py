@@ -1,7 +1,7 @@
 from decimal import Decimal
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import RapportSettings
@@ -33,3 +33,12 @@ class Settings(RapportSettings):
     churn_full_risk_ratio: Decimal = Field(default=Decimal(3), gt=1)
     #: Predictive CLV: how many years ahead the expected future purchases are counted.
     clv_horizon_years: Decimal = Field(default=Decimal(3), gt=0)
+
+    @model_validator(mode="after")
+    def _at_risk_before_churned(self) -> "Settings":
+        if self.lifecycle_at_risk_days >= self.lifecycle_churned_days:
+            raise ValueError(
+                "SEGMENTATION_LIFECYCLE_AT_RISK_DAYS must be less than "
+                "SEGMENTATION_LIFECYCLE_CHURNED_DAYS"
+            )
+        return self
