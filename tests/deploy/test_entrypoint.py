@@ -18,8 +18,10 @@ from types import ModuleType
 
 import asyncpg
 import pytest
+from alembic.script import ScriptDirectory
 
 from shared.devstack import free_port
+from shared.migrate import alembic_config
 from shared.parts import PARTS
 from tests.conftest import Infra
 
@@ -160,16 +162,25 @@ def test_migrate_brings_an_empty_database_to_every_parts_head(infra: Infra) -> N
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == [f"rapport: {p.name} migrated" for p in PARTS]
 
-        async def versions() -> dict[str, int]:
+        async def versions() -> dict[str, list[str]]:
             conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
             try:
                 return {
-                    p.name: await conn.fetchval(f'SELECT count(*) FROM "{p.name}".alembic_version')
+                    p.name: [
+                        row["version_num"]
+                        for row in await conn.fetch(
+                            f'SELECT version_num FROM "{p.name}".alembic_version'
+                        )
+                    ]
                     for p in PARTS
                 }
             finally:
                 await conn.close()
 
-        assert asyncio.run(versions()) == {p.name: 1 for p in PARTS}
+        heads = {
+            p.name: list(ScriptDirectory.from_config(alembic_config(p.name)).get_heads())
+            for p in PARTS
+        }
+        assert asyncio.run(versions()) == heads
     finally:
         infra.drop_database(name)
