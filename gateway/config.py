@@ -1,9 +1,11 @@
+import base64
+import binascii
 from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import Environment, RapportSettings
+from shared.settings import Environment, RapportSettings, check_http_url
 
 DEV_JWT_SECRET = "rapport-dev-jwt-secret-do-not-use-in-production"  # noqa: S105 - dev only
 
@@ -86,6 +88,29 @@ class Settings(RapportSettings):
     outbound_excerpt_bytes: int = Field(default=1024, ge=0, le=65_536)
     #: How often the sender looks for due deliveries when nothing woke it.
     outbound_poll_s: float = Field(default=0.5, gt=0)
+
+    _urls = field_validator(
+        "customer360_url", "interactions_url", "orders_url", "segmentation_url"
+    )(check_http_url)
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str) -> str:
+        return check_http_url(value) if value else value
+
+    @field_validator("outbound_secret_key")
+    @classmethod
+    def _fernet_key(cls, value: str) -> str:
+        # Checked here, not at the first webhook subscription: Fernet wants 32 url-safe
+        # base64-encoded bytes, as ``Fernet.generate_key()`` prints.
+        if value:
+            try:
+                raw = base64.urlsafe_b64decode(value.encode())
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("must be a Fernet key (32 url-safe base64-encoded bytes)")
+        return value
 
     @model_validator(mode="after")
     def _no_shared_secret_jwt_in_production(self) -> "Settings":

@@ -1,8 +1,9 @@
 from typing import ClassVar
 
+from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import RapportSettings
+from shared.settings import RapportSettings, check_http_url
 
 
 class Settings(RapportSettings):
@@ -19,3 +20,5 @@ class Settings(RapportSettings):
     orders_url: str = "http://127.0.0.1:8003"
     segmentation_url: str = "http://127.0.0.1:8004"
     export_timeout_s: float = 10.0
+
+    _urls = field_validator("interactions_url", "orders_url", "segmentation_url")(check_http_url)

@@ -1,9 +1,9 @@
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import RapportSettings
+from shared.settings import RapportSettings, check_http_url
 
 WebhookFormat = Literal["email-events", "conversations", "web-tracking"]
 
@@ -40,3 +40,5 @@ class Settings(RapportSettings):
     care_plan_scheduler_interval_s: float = 60.0
     #: Occasions missed for longer than this (downtime) are skipped, not replayed.
     care_plan_catch_up_days: int = Field(default=7, ge=0, le=366)
+
+    _urls = field_validator("customer360_url")(check_http_url)

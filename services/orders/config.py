@@ -1,8 +1,9 @@
 from typing import ClassVar
 
+from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import RapportSettings
+from shared.settings import RapportSettings, check_http_url
 
 
 class Settings(RapportSettings):
@@ -14,3 +15,5 @@ class Settings(RapportSettings):
     #: e-mail, a phone or the platform's customer id.
     customer360_url: str = "http://127.0.0.1:8001"
     customer360_timeout_s: float = 5.0
+
+    _urls = field_validator("customer360_url")(check_http_url)

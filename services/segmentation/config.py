@@ -1,7 +1,7 @@
 from decimal import Decimal
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import RapportSettings
@@ -14,7 +14,8 @@ class Settings(RapportSettings):
     port: int = 8004
     #: Re-evaluate customers whose time-relative rules may have changed their answer.
     membership_scheduler_enabled: bool = True
-    membership_scheduler_interval_s: float = 60.0
+    #: How often that scheduler looks for customers due a re-evaluation, in seconds.
+    membership_scheduler_interval_s: float = Field(default=60.0, gt=0)
 
     # --- built-in analytics (services/segmentation/analytics) ------------------------------
     #: The batch pass (new RFM quintile boundaries, then every customer rescored). Every
@@ -36,3 +37,12 @@ class Settings(RapportSettings):
     churn_full_risk_ratio: Decimal = Field(default=Decimal(3), gt=1)
     #: Predictive CLV: how many years ahead the expected future purchases are counted.
     clv_horizon_years: Decimal = Field(default=Decimal(3), gt=0)
+
+    @model_validator(mode="after")
+    def _at_risk_before_churned(self) -> "Settings":
+        if self.lifecycle_at_risk_days >= self.lifecycle_churned_days:
+            raise ValueError(
+                "SEGMENTATION_LIFECYCLE_AT_RISK_DAYS must be less than "
+                "SEGMENTATION_LIFECYCLE_CHURNED_DAYS"
+            )
+        return self

@@ -36,7 +36,7 @@ def test_refuses_to_mint_in_production():
         environment="production",
         dev_jwt_secret="",
         internal_token_secret="x" * 40,
-        outbound_secret_key="x" * 44,
+        outbound_secret_key="A" * 43 + "=",  # a well-formed Fernet key
     )
     with pytest.raises(DevTokenRefused, match="production"):
         mint_dev_token(production, role="admin")
