@@ -82,7 +82,8 @@ class AddressPolicy:
             self.check_address(host, host)
 
     async def check_resolves(self, url: str) -> None:
-        """Resolve the URL's host now and refuse it if any address is not allowed."""
+        """Resolve the URL's host now and refuse it if any address is not allowed. A name
+        that does not resolve (yet) is accepted: every connection checks again."""
         self.check_url(url)
         parts = urlsplit(url)
         host = (parts.hostname or "").rstrip(".")
@@ -92,8 +93,8 @@ class AddressPolicy:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host, parts.port or 443, type=socket.SOCK_STREAM
             )
-        except OSError as exc:
-            raise ValueError(f"{host} does not resolve: {exc}") from None
+        except OSError:
+            return
         for info in infos:
             self.check_address(host, str(info[4][0]))
 
