@@ -1,15 +1,18 @@
 """``make bench``: run every benchmark and print its figures."""
 
 import asyncio
+from pathlib import Path
 
 from tests.bench import (
     customer_import,
     customer_search,
     gateway,
     interaction_ingest,
+    memory,
     outbound,
     outbox,
     segment_recompute,
+    table,
     webhooks,
 )
 
@@ -29,3 +32,10 @@ if __name__ == "__main__":
     asyncio.run(outbound.main())
     print()
     segment_recompute.main()
+    print()
+    memory.main()
+    print()
+    print("summary")
+    print(table.render())
+    written = table.write(Path(__file__).resolve().parents[2] / ".rapport" / "bench" / "results")
+    print(f"(also written to {written})")

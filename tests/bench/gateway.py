@@ -42,6 +42,7 @@ from shared.migrate import upgrade
 from shared.parts import Part, part
 from shared.settings import DEV_INTERNAL_SECRET
 from shared.stack import PartProcess
+from tests.bench import table
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".rapport" / "bench"
@@ -262,6 +263,22 @@ def main() -> None:
         goal_latency, goal_rate = (" (goal ≤ 1 ms)", " (goal ≥ 75 %)") if goals else ("", "")
         print(f"  added p50 latency at 1 connection: {added:.3f} ms{goal_latency}")
         print(f"  throughput at {CONNECTIONS} connections: {ratio:.0%} of direct{goal_rate}")
+        if goals:
+            table.record(
+                "gateway hop: added p50 latency",
+                f"{added:.2f} ms",
+                raw=f"{med(direct_name, 1, 'p50_ms'):.2f} ms direct",
+                goal="≤ 1 ms",
+                met=added <= 1,
+            )
+            table.record(
+                f"gateway hop: throughput at {CONNECTIONS} connections",
+                f"{med(gateway_name, CONNECTIONS, 'rate'):,.0f} req/s",
+                raw=f"{med(direct_name, CONNECTIONS, 'rate'):,.0f} req/s direct",
+                ratio=ratio,
+                goal="≥ 0.75 of direct",
+                met=ratio >= 0.75,
+            )
         print()
     per_run = {f"{name}@{c}": [round(r.rate) for r in runs] for (name, c), runs in results.items()}
     print(f"req/s per round: {per_run}")

@@ -32,6 +32,7 @@ from shared.devstack.process import free_port
 from shared.migrate import upgrade
 from shared.parts import part
 from shared.stack import PartProcess
+from tests.bench import table
 from tests.bench.gateway import _NON_2XX, _RATE, STATE, ensure_wrk, start_infra
 from tests.support import bearer
 
@@ -221,6 +222,13 @@ def main() -> None:
     if requests > BODIES:
         print(f"(wrk cycled through {BODIES} distinct bodies: repeats were stored as duplicates)")
     ratio = events_per_s / GOAL
+    table.record(
+        "interaction batch ingest (behaviour events)",
+        f"{events_per_s:,.0f} ev/s",
+        ratio=ratio,
+        goal=f"≥ {GOAL:,.0f} ev/s",
+        met=ratio >= 1 and failed == 0,
+    )
     print(
         f"ratio to goal {ratio:.2f} (goal ≥ {GOAL:,.0f} events/s: "
         f"{'met' if ratio >= 1 else 'NOT met'})"

@@ -39,6 +39,7 @@ from shared.db import Database
 from shared.devstack import EmbeddedPostgres
 from shared.events import CustomerUpdated, Envelope
 from shared.migrate import upgrade
+from tests.bench import table
 from tests.bench.outbox import STATE
 
 EVENTS = int(os.environ.get("BENCH_OUTBOUND_EVENTS", "2000"))
@@ -206,6 +207,18 @@ async def main() -> None:
     print(
         f"  + 1 hanging endpoint    {hang_rate:8,.0f} deliveries/s   p50 {h50:7.0f} ms"
         f"   p95 {h95:7.0f} ms   (to the healthy ones)"
+    )
+    table.record(
+        f"outbound webhooks: fan-out to {HEALTHY} endpoints",
+        f"{rate:,.0f} deliveries/s",
+        goal="(no target)",
+    )
+    table.record(
+        "outbound webhooks: healthy p95 with a hanging endpoint",
+        f"{h95:,.0f} ms",
+        raw=f"{p95:,.0f} ms without it",
+        ratio=h95 / p95,
+        goal="no effect (~1.00)",
     )
     print(
         f"with/without the hanging endpoint: throughput {hang_rate / rate:.2f},"

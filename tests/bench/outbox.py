@@ -32,6 +32,7 @@ from shared.devstack import ApacheKafka, EmbeddedPostgres, TansuBroker
 from shared.events import CustomerUpdated
 from shared.messaging import OutboxRelay, Producer, ensure_topics, publish
 from shared.migrate import upgrade
+from tests.bench import table
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".rapport" / "bench"
@@ -270,3 +271,20 @@ async def main() -> None:
     for name, relay, raw, goal in rows:
         print(f"| {name:<24} | {relay:>12,.1f} | {raw:>12,.1f} | {relay / raw:>9.2f} | {goal}")
     print(f"\nevents measured: latency {len(relay_lat)} relay / {len(raw_lat)} raw")
+    p99, raw_p99 = _pct(relay_lat, 0.99), _pct(raw_lat, 0.99)
+    table.record(
+        "outbox: commit → broker ack p99",
+        f"{p99:.1f} ms",
+        raw=f"{raw_p99:.1f} ms (raw aiokafka)",
+        ratio=p99 / raw_p99,
+        goal="≤ 20 ms",
+        met=p99 <= 20,
+    )
+    table.record(
+        "outbox: relay throughput",
+        f"{relay_tp:,.0f} ev/s",
+        raw=f"{raw_tp:,.0f} ev/s (raw aiokafka)",
+        ratio=relay_tp / raw_tp,
+        goal="≥ 20,000 ev/s",
+        met=relay_tp >= 20_000,
+    )
