@@ -3,7 +3,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -23,6 +23,7 @@ from services.customer360.models.base import Base
 from shared.auth import PrincipalDep, require_scopes
 from shared.db import SessionDep
 from shared.errors import BadRequest, PreconditionFailed, problem_responses
+from shared.etag import ETAG_RESPONSE, IfMatch
 from shared.idempotency import IdempotencyKeyHeader, claim_key
 from shared.pagination import CursorDep, CursorPage
 from shared.privacy import PII_SCOPE
@@ -30,9 +31,6 @@ from shared.privacy import PII_SCOPE
 router = APIRouter(prefix="/customers", tags=["customers"])
 
 _IDEMPOTENCY = Base.metadata.tables["customer360.idempotency_key"]
-_PROFILE_RESPONSE: dict[str, Any] = {
-    "headers": {"ETag": {"description": 'The version, `"<n>"`: send it as `If-Match`.'}}
-}
 
 
 def _with_etag(response: Response, customer: Customer) -> None:
@@ -45,7 +43,7 @@ def _with_etag(response: Response, customer: Customer) -> None:
     summary="Create a customer",
     dependencies=[Depends(require_scopes("customers:write"))],
     responses={
-        201: {"description": "Created", **_PROFILE_RESPONSE},
+        201: {"description": "Created", **ETAG_RESPONSE},
         200: {
             "model": CustomerRead,
             "description": "`on_conflict=update`: the existing "
@@ -120,7 +118,7 @@ async def create_customer(
     "/{customer_id}",
     summary="Get a customer",
     dependencies=[Depends(require_scopes("customers:read"))],
-    responses={200: _PROFILE_RESPONSE, **problem_responses(401, 403, 404, 410)},
+    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 410)},
 )
 async def get_customer(
     customer: CustomerDep, principal: PrincipalDep, request: Request, response: Response
@@ -138,7 +136,7 @@ async def get_customer(
     "/{customer_id}",
     summary="Update a customer",
     dependencies=[Depends(require_scopes("customers:write"))],
-    responses={200: _PROFILE_RESPONSE, **problem_responses(400, 401, 403, 404, 409, 410, 412, 422)},
+    responses={200: ETAG_RESPONSE, **problem_responses(400, 401, 403, 404, 409, 410, 412, 422)},
     openapi_extra={
         "requestBody": {
             "content": {
@@ -156,14 +154,7 @@ async def update_customer(
     principal: PrincipalDep,
     request: Request,
     response: Response,
-    if_match: Annotated[
-        str | None,
-        Header(
-            description="The `ETag` you read; a stale one answers 412 instead of overwriting "
-            "someone else's change.",
-            max_length=40,
-        ),
-    ] = None,
+    if_match: IfMatch = None,
 ) -> CustomerRead:
     """Change a profile with a JSON Merge Patch (RFC 7396). Send `If-Match` with the `ETag`
     from your last read to be safe against lost updates. Identity changes are checked like on

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Response, status
 
 from services.interactions.careplan.repository import RuleRepository
 from services.interactions.careplan.schemas import RULE_EXAMPLES, RuleRead, RuleType, RuleWrite
@@ -10,13 +10,11 @@ from services.interactions.models import CarePlanRule
 from shared.auth import PrincipalDep, require_scopes
 from shared.db import SessionDep
 from shared.errors import NotFound, PreconditionFailed, problem_responses
+from shared.etag import ETAG_RESPONSE, IfMatch
 from shared.pagination import CursorDep, CursorPage
 
 router = APIRouter(prefix="/care-plans", tags=["care plans"])
 
-_ETAG: dict[str, Any] = {
-    "headers": {"ETag": {"description": 'The version, `"<n>"`: send it as `If-Match`.'}}
-}
 _PARAMETERS = ("every_days", "days_after", "csat_threshold", "dates")
 RuleBody = Annotated[RuleWrite, Body(openapi_examples=RULE_EXAMPLES)]
 
@@ -61,7 +59,7 @@ LockedRuleDep = Annotated[CarePlanRule, Depends(_locked_rule_or_404)]
     status_code=status.HTTP_201_CREATED,
     summary="Create a care-plan rule",
     dependencies=[Depends(require_scopes("admin"))],
-    responses={201: _ETAG, **problem_responses(401, 403, 413, 422)},
+    responses={201: ETAG_RESPONSE, **problem_responses(401, 403, 413, 422)},
 )
 async def create_rule(
     body: RuleBody, session: SessionDep, principal: PrincipalDep, response: Response
@@ -110,7 +108,7 @@ async def list_rules(
     "/rules/{rule_id}",
     summary="Get a care-plan rule",
     dependencies=[Depends(require_scopes("interactions:read"))],
-    responses={200: _ETAG, **problem_responses(401, 403, 404, 422)},
+    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 422)},
 )
 async def get_rule(rule: RuleDep, response: Response) -> RuleRead:
     """One rule by id."""
@@ -122,17 +120,14 @@ async def get_rule(rule: RuleDep, response: Response) -> RuleRead:
     "/rules/{rule_id}",
     summary="Replace a care-plan rule",
     dependencies=[Depends(require_scopes("admin"))],
-    responses={200: _ETAG, **problem_responses(401, 403, 404, 412, 422)},
+    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 412, 422)},
 )
 async def replace_rule(
     rule: LockedRuleDep,
     body: RuleBody,
     session: SessionDep,
     response: Response,
-    if_match: Annotated[
-        str | None,
-        Header(description="The `ETag` you read; a stale one answers 412.", max_length=40),
-    ] = None,
+    if_match: IfMatch = None,
 ) -> RuleRead:
     """Admins only. Replaces every field (send the whole rule, as on create). Occasions
     already fired stay fired; tasks already created keep their title, assignee and due

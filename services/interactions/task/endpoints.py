@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from services.interactions.models.base import Base
@@ -13,23 +13,13 @@ from services.interactions.task.schemas import Source, Status, TaskCreate, TaskP
 from shared.auth import PrincipalDep, require_scopes
 from shared.db import SessionDep
 from shared.errors import problem_responses, raise_if_invalid
+from shared.etag import ETAG_RESPONSE, IfMatch
 from shared.idempotency import IdempotencyKeyHeader, claim_key
 from shared.pagination import CursorDep, CursorPage
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 _IDEMPOTENCY = Base.metadata.tables["interactions.idempotency_key"]
-_ETAG: dict[str, Any] = {
-    "headers": {"ETag": {"description": 'The version, `"<n>"`: send it as `If-Match`.'}}
-}
-IfMatch = Annotated[
-    str | None,
-    Header(
-        description="The `ETag` you read; a stale one answers 412 instead of overwriting "
-        "someone else's change.",
-        max_length=40,
-    ),
-]
 
 
 def _now() -> datetime:
@@ -45,7 +35,7 @@ def _with_etag(response: Response, task: Any) -> None:
     status_code=status.HTTP_201_CREATED,
     summary="Create a follow-up task",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={201: _ETAG, **problem_responses(401, 403, 413, 422)},
+    responses={201: ETAG_RESPONSE, **problem_responses(401, 403, 413, 422)},
 )
 async def create_task(
     body: TaskCreate,
@@ -134,7 +124,7 @@ async def list_tasks(
     "/{task_id}",
     summary="Get a task",
     dependencies=[Depends(require_scopes("interactions:read"))],
-    responses={200: _ETAG, **problem_responses(401, 403, 404, 422)},
+    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 422)},
 )
 async def get_task(task: TaskDep, principal: PrincipalDep, response: Response) -> TaskRead:
     """One task by id; `404` also when its customer is outside the caller's data scope.
@@ -147,7 +137,7 @@ async def get_task(task: TaskDep, principal: PrincipalDep, response: Response) -
     "/{task_id}",
     summary="Update a task",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={200: _ETAG, **problem_responses(401, 403, 404, 409, 412, 422)},
+    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 409, 412, 422)},
 )
 async def update_task(
     task: LockedTaskDep,
@@ -168,7 +158,7 @@ async def update_task(
     "/{task_id}:complete",
     summary="Mark a task done",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={200: _ETAG, **problem_responses(401, 403, 404, 409, 412, 422)},
+    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 409, 412, 422)},
 )
 async def complete_task(
     task: LockedTaskDep,
@@ -189,7 +179,7 @@ async def complete_task(
     "/{task_id}:cancel",
     summary="Cancel a task",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={200: _ETAG, **problem_responses(401, 403, 404, 409, 412, 422)},
+    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 409, 412, 422)},
 )
 async def cancel_task(
     task: LockedTaskDep,

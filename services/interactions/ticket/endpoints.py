@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from services.interactions.models import SlaPolicy
@@ -27,23 +27,13 @@ from services.interactions.ticket.schemas import (
 from shared.auth import PrincipalDep, require_scopes
 from shared.db import SessionDep
 from shared.errors import NotFound, UnprocessableEntity, problem_responses
+from shared.etag import ETAG_RESPONSE, IfMatch
 from shared.idempotency import IdempotencyKeyHeader, claim_key
 from shared.pagination import CursorDep, CursorPage
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
 
 _IDEMPOTENCY = Base.metadata.tables["interactions.idempotency_key"]
-_ETAG: dict[str, Any] = {
-    "headers": {"ETag": {"description": 'The version, `"<n>"`: send it as `If-Match`.'}}
-}
-IfMatch = Annotated[
-    str | None,
-    Header(
-        description="The `ETag` you read; a stale one answers 412 instead of overwriting "
-        "someone else's change.",
-        max_length=40,
-    ),
-]
 
 
 def _now() -> datetime:
@@ -59,7 +49,7 @@ def _with_etag(response: Response, ticket: Any) -> None:
     status_code=status.HTTP_201_CREATED,
     summary="Open a ticket",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={201: _ETAG, **problem_responses(401, 403, 413, 422)},
+    responses={201: ETAG_RESPONSE, **problem_responses(401, 403, 413, 422)},
 )
 async def open_ticket(
     body: TicketCreate,
@@ -240,7 +230,7 @@ async def put_sla_policy(
     "/{ticket_id}",
     summary="Get a ticket",
     dependencies=[Depends(require_scopes("interactions:read"))],
-    responses={200: _ETAG, **problem_responses(401, 403, 404, 422)},
+    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 422)},
 )
 async def get_ticket(ticket: TicketDep, principal: PrincipalDep, response: Response) -> TicketRead:
     """One ticket by id; `404` also when its customer is outside the caller's data scope.
@@ -253,7 +243,7 @@ async def get_ticket(ticket: TicketDep, principal: PrincipalDep, response: Respo
     "/{ticket_id}",
     summary="Update a ticket",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={200: _ETAG, **problem_responses(401, 403, 404, 412, 422)},
+    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 412, 422)},
 )
 async def update_ticket(
     ticket: LockedTicketDep,
@@ -275,7 +265,7 @@ async def update_ticket(
     "/{ticket_id}:transition",
     summary="Change a ticket's status",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={200: _ETAG, **problem_responses(401, 403, 404, 409, 412, 422)},
+    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 409, 412, 422)},
 )
 async def transition_ticket(
     ticket: LockedTicketDep,

@@ -3,7 +3,7 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -31,6 +31,7 @@ from services.orders.money import CurrencyCode
 from shared.auth import Principal, PrincipalDep, require_scopes
 from shared.db import SessionDep
 from shared.errors import problem_responses
+from shared.etag import IfMatch
 from shared.idempotency import IdempotencyKeyHeader, claim_key
 from shared.pagination import CursorDep, CursorPage, paginate
 from shared.privacy import visible_customers
@@ -280,7 +281,7 @@ async def update_deal(
     session: SessionDep,
     principal: PrincipalDep,
     response: Response,
-    if_match: Annotated[str | None, Header(description="The ETag you read.")] = None,
+    if_match: IfMatch = None,
 ) -> DealRead:
     """Change title, amount, currency, owner or expected close date of an open deal
     (`409` once won or lost). With `If-Match`, a deal changed since you read it answers
