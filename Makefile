@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint format migrate bench kafka clean
+.PHONY: install run test lint format migrate bench chaos kafka clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ migrate: $(STAMP)
 ## Benchmarks; figures and ratios are printed, nothing is asserted.
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+## Crash and stall the running parts under load; projections must match ground truth.
+ROUNDS ?= 20
+chaos: $(STAMP)
+	CHAOS_ROUNDS=$(ROUNDS) $(BIN)/pytest -q -s tests/chaos
 
 ## Real Apache Kafka (single-node KRaft, jars from Maven Central) on :9092 until Ctrl-C.
 kafka: $(STAMP)
