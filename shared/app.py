@@ -93,14 +93,21 @@ class Runtime:
                 delay = min(delay * 2, 10.0)
 
     async def stop(self) -> None:
+        """Close in dependency order. The HTTP server has already drained its requests; the
+        consumers finish the event at hand and commit their offsets (their effects may have
+        queued events), then the relay sends every committed event, all within
+        ``shutdown_drain_timeout_s``; only then close the producer and the database."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_drain_timeout_s
         if self._topics_task is not None:
             self._topics_task.cancel()
         await self.housekeeping.stop()
         if self.consumer is not None:
-            await self.consumer.stop()
-        await self.relay.stop()
+            await self.consumer.stop(timeout=max(deadline - loop.time(), 0.0))
+        await self.relay.stop(flush_timeout=max(deadline - loop.time(), 0.0))
         await self.producer.stop()
         await self.database.dispose()
+        logger.info("%s stopped", self.settings.service_name)
 
 
 def create_app(

@@ -1,6 +1,7 @@
 """``rapport``: the one command-line tool for everyday jobs.
 
 rapport run              start the dev stack (embedded infra unless configured) until Ctrl-C
+rapport serve PART       run one part (gateway, customer360, …); SIGTERM drains it, exit 0
 rapport migrate          apply every part's migrations
 rapport token            mint a development access token for the gateway (--role sales…)
 rapport internal-token   mint an internal token to call a service directly (development)
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from shared.auth import Principal, mint_internal_token
 from shared.events import asyncapi_document
 from shared.migrate import upgrade_all
-from shared.parts import load
+from shared.parts import PARTS, load
 from shared.settings import Environment, RapportSettings
 
 __all__ = ["main"]
@@ -76,6 +77,13 @@ def _run(_: argparse.Namespace) -> int:
         print("rapport: stopping…", flush=True)
         stack.stop()
         print("rapport: stopped", flush=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from shared.ops.serve import serve
+    from shared.parts import part
+
+    return serve(part(args.part), host=args.host, port=args.port)
 
 
 def _migrate(_: argparse.Namespace) -> int:
@@ -153,6 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rapport", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start the dev stack until Ctrl-C").set_defaults(func=_run)
+    serve = commands.add_parser("serve", help="run one part until SIGTERM (drains, exits 0)")
+    serve.add_argument("part", choices=[p.name for p in PARTS])
+    serve.add_argument("--host", default=None, help="default: the part's HOST setting")
+    serve.add_argument("--port", type=int, default=None, help="default: the part's PORT setting")
+    serve.set_defaults(func=_serve)
     commands.add_parser("migrate", help="apply all migrations").set_defaults(func=_migrate)
     dev = commands.add_parser("token", help="mint a development access token for the gateway")
     dev.add_argument("--role", default="admin", help="admin, sales, marketing, support, …")

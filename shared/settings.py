@@ -89,6 +89,14 @@ class RapportSettings(BaseSettings):
     consumer_max_retries: int = 3
     consumer_retry_backoff_s: float = 0.2
 
+    #: On SIGTERM the part stops accepting connections and gives in-flight requests this long
+    #: to finish (then cancels them) …
+    shutdown_request_timeout_s: float = Field(default=15.0, ge=0)
+    #: … then gives its consumers (finish the current event, commit offsets) and its outbox
+    #: relay (send every committed event) this long together. Keep the sum below the
+    #: orchestrator's kill deadline (Kubernetes: terminationGracePeriodSeconds, 30 s).
+    shutdown_drain_timeout_s: float = Field(default=10.0, ge=0)
+
     #: HMAC secret for the short-lived internal tokens the gateway mints for services.
     internal_token_secret: str = DEV_INTERNAL_SECRET
     internal_token_ttl_s: int = 120

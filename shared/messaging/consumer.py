@@ -15,6 +15,10 @@ message goes to the group's dead-letter topic (``rapport.dlq.<group>``) with the
 headers, and the partition moves on. An infrastructure error (database unreachable) is not
 the message's fault: it is retried without limit and without dead-lettering, since every
 message would fail the same way; the partition waits and nothing is lost.
+
+Stopping (:meth:`ConsumerRunner.stop` with a timeout, at SIGTERM): the event being applied
+finishes, the offsets of applied events are committed, the consumer leaves its group; a
+replacement starts exactly where this one stopped, with nothing to skip.
 """
 
 from __future__ import annotations
@@ -141,20 +145,39 @@ class ConsumerRunner:
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.assigned = asyncio.Event()
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.group}")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, timeout: float = 0.0) -> None:
+        """Stop consuming. With a ``timeout``, stop in order first: finish the event being
+        applied, commit the offsets of everything applied, and leave the group (so its
+        partitions move to another member at once); past the timeout, cancel. Cancelling is
+        safe too — uncommitted events are redelivered and the inbox skips them — it only
+        costs redeliveries."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        if timeout > 0:
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(task)
+                return
+            except TimeoutError:
+                logger.warning("consumer %s: not stopped in %.1fs; cancelling", self.group, timeout)
+            except Exception as exc:
+                logger.warning("consumer %s: stopped with an error: %s", self.group, exc)
+                return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _run(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._stopping.is_set():
             consumer = AIOKafkaConsumer(
                 *self._subscriptions.topics,
                 bootstrap_servers=self._bootstrap,
@@ -173,7 +196,9 @@ class ConsumerRunner:
                 raise
             except Exception as exc:
                 logger.warning("consumer %s: %s; restarting in %.1fs", self.group, exc, backoff)
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await self._stopping.wait()
                 backoff = min(backoff * 2, 10.0)
             finally:
                 self._consumer = None
@@ -182,20 +207,26 @@ class ConsumerRunner:
                     await consumer.stop()
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        while not self._stopping.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
             if consumer.assignment():
                 self.assigned.set()
             for tp, records in batches.items():
+                last: ConsumerRecord[bytes, bytes] | None = None
                 for record in records:
+                    if self._stopping.is_set():
+                        break  # the rest is re-read from the committed offset next time
                     await self._process(record)
+                    last = record
+                if last is None:
+                    break
                 try:
-                    await consumer.commit({tp: records[-1].offset + 1})
+                    await consumer.commit({tp: last.offset + 1})
                 except CommitFailedError as exc:
                     # A rebalance took the partition away; the new owner re-reads from the
                     # last commit and the inbox skips what we already applied.
                     logger.info("consumer %s: commit lost to a rebalance: %s", self.group, exc)
-                self._record_lag(consumer, tp, records[-1].offset)
+                self._record_lag(consumer, tp, last.offset)
 
     def _record_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
         highwater = consumer.highwater(tp)

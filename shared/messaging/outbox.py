@@ -188,9 +188,20 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._schema}")
 
-    async def stop(self) -> None:
+    async def stop(self, flush_timeout: float = 0.0) -> None:
+        """Stop relaying. With a ``flush_timeout``, the leader first sends every committed row
+        (until the outbox is empty or the time is up), so a part stopped in order leaves no
+        events waiting for its next start; whatever is left is sent by the next leader."""
         self._stopping = True
         self._wakeup.set()
+        if flush_timeout > 0 and self._task is not None and not self._task.done():
+            try:
+                async with asyncio.timeout(flush_timeout):
+                    await asyncio.shield(self._task)
+            except TimeoutError:
+                logger.warning("outbox relay %s: not flushed in %.1fs", self._schema, flush_timeout)
+            except Exception as exc:
+                logger.warning("outbox relay %s: flush failed: %s", self._schema, exc)
         for task in (self._task, self._notify_task):
             if task is not None:
                 task.cancel()
@@ -224,6 +235,11 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 self.is_leader = False
+                if self._stopping:
+                    logger.warning(
+                        "outbox relay %s: %s; left for the next leader", self._schema, exc
+                    )
+                    return
                 logger.warning("outbox relay %s: %s; retrying in %.1fs", self._schema, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -233,16 +249,22 @@ class OutboxRelay:
             driver = await driver_connection(conn, transactional=False)
             if not await driver.fetchval("SELECT pg_try_advisory_lock($1, 0)", self._lock_key):
                 self.is_leader = False
-                await asyncio.sleep(2.0)
+                with contextlib.suppress(TimeoutError):  # stop() ends the wait; the leader flushes
+                    async with asyncio.timeout(2.0):
+                        await self._wakeup.wait()
                 return
             self.is_leader = True
             await driver.add_listener(self._channel, self._on_notify)
             try:
                 await self._producer.ensure_started()
-                while not self._stopping:
+                while True:
                     sent = await self.relay_once(driver)
+                    if sent > 0 and self._stopping:
+                        continue  # flushing: until the outbox is empty
                     if sent >= self._batch_size:
                         continue
+                    if self._stopping:
+                        return
                     if sent == 0:
                         await self._record_backlog(driver)
                     with contextlib.suppress(TimeoutError):
