@@ -6,13 +6,20 @@ rapport migrate          apply every part's migrations
 rapport token            mint a development access token for the gateway (--role sales…)
 rapport internal-token   mint an internal token to call a service directly (development)
 rapport asyncapi         print the AsyncAPI document of Rapport's events
+rapport backup / restore per-schema pg_dump / pg_restore of every part (or --part …)
+rapport outbox status    events each part's outbox still holds, and the oldest one's age
+rapport dlq list|replay  dead letters of a consumer group; send them back to their topic
 rapport kafka            run a single-node Apache Kafka (KRaft; jars fetched with Maven)
+rapport kafka topics ensure   create Rapport's topics (and dead-letter topics) if missing
+rapport seed --demo      fill a running stack with demo data through its public API
 rapport import FILE      import customers from CSV/NDJSON through the public API
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -20,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from shared.auth import Principal, mint_internal_token
 from shared.events import asyncapi_document
@@ -152,6 +160,102 @@ def _kafka(args: argparse.Namespace) -> int:
         kafka.stop()
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from shared.ops.backup import BackupError, backup
+
+    try:
+        manifest = backup(Path(args.out), parts=args.part, url=args.url)
+    except BackupError as exc:
+        print(f"rapport backup: {exc}", file=sys.stderr)
+        return 2
+    for entry in manifest["parts"]:
+        rows = sum(entry["tables"].values())
+        print(
+            f"  {entry['part']:<13} {entry['file']:<20} {entry['bytes']:>10,} bytes {rows:>9,} rows"
+        )
+    print(f"rapport: backup written to {args.out}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from shared.ops.backup import BackupError, restore
+
+    try:
+        entries = restore(Path(args.backup), parts=args.part, url=args.url, replace=args.replace)
+    except BackupError as exc:
+        print(f"rapport restore: {exc}", file=sys.stderr)
+        return 2
+    for entry in entries:
+        print(f"  {entry['part']:<13} {sum(entry['tables'].values()):>9,} rows restored")
+    print("rapport: restore complete; row counts match the backup")
+    return 0
+
+
+def _outbox_status(args: argparse.Namespace) -> int:
+    from shared.ops.outbox import outbox_status
+
+    statuses = asyncio.run(outbox_status(args.part, args.url))
+    if args.json:
+        print(json.dumps([dataclasses.asdict(s) for s in statuses], indent=2))
+    else:
+        print(f"{'part':<13} {'backlog':>8} {'oldest (s)':>11}  topics")
+        for s in statuses:
+            topics = s.error or ", ".join(f"{t}: {n}" for t, n in s.topics.items()) or "-"
+            print(f"{s.part:<13} {s.backlog:>8} {s.oldest_age_s:>11.1f}  {topics}")
+    return 1 if any(s.error for s in statuses) else 0
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    from shared.ops.dlq import list_dead_letters, replay_dead_letters
+
+    settings = RapportSettings()
+    groups = [args.group] if args.group else [p.name for p in PARTS]
+    if args.dlq_command == "replay":
+        if not args.group:
+            print("rapport dlq replay: --group is required", file=sys.stderr)
+            return 2
+        ids = set(args.event_id) if args.event_id else None
+        sent = asyncio.run(replay_dead_letters(settings, args.group, event_ids=ids))
+        for d in sent:
+            print(f"  replayed {d.event_type} {d.event_id} → {d.original_topic}")
+        print(f"rapport: {len(sent)} dead letter(s) of {args.group} replayed")
+        return 0
+    rows = []
+    for group in groups:
+        for d in asyncio.run(list_dead_letters(settings, group)):
+            if args.all or not d.replayed:
+                rows.append(d)
+    if args.json:
+        keep = ("group", "partition", "offset", "key", "event_type", "event_id", "error",
+                "failed_at", "original_topic", "replayed")  # fmt: skip
+        print(json.dumps([{k: getattr(d, k) for k in keep} for d in rows], indent=2))
+        return 0
+    for d in rows:
+        mark = " (replayed)" if d.replayed else ""
+        print(f"{d.group} {d.partition}@{d.offset} {d.event_type} {d.event_id} {d.failed_at}{mark}")
+        print(f"    {d.error[:200]}")
+    print(f"rapport: {len(rows)} dead letter(s)")
+    return 0
+
+
+def _topics_ensure(args: argparse.Namespace) -> int:
+    from shared.events import TOPICS, dead_letter_topic
+    from shared.messaging import ensure_topics
+
+    settings = RapportSettings()
+    wanted = [*TOPICS, *(dead_letter_topic(p.name) for p in PARTS)]
+    created = asyncio.run(
+        ensure_topics(settings, wanted, replication_factor=args.replication_factor)
+    )
+    for topic in wanted:
+        print(f"  {topic:<32} {'created' if topic in created else 'exists'}")
+    print(
+        f"rapport: {len(created)} topic(s) created with {settings.kafka_topic_partitions} "
+        "partitions (existing topics are left as they are)"
+    )
+    return 0
+
+
 def _asyncapi(_: argparse.Namespace) -> int:
     print(json.dumps(asyncapi_document(), indent=2))
     return 0
@@ -179,9 +283,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--scope", action="append", help="repeatable; default: all scopes")
     token.add_argument("--ttl", type=int, default=3600, help="seconds")
     token.set_defaults(func=_internal_token)
-    kafka = commands.add_parser("kafka", help="run Apache Kafka (KRaft) until Ctrl-C")
+    kafka = commands.add_parser("kafka", help="run Apache Kafka (KRaft) until Ctrl-C; topics")
     kafka.add_argument("--port", type=int, default=9092)
     kafka.set_defaults(func=_kafka)
+    kafka_commands = kafka.add_subparsers(dest="kafka_command")
+    topics = kafka_commands.add_parser("topics", help="manage Rapport's topics")
+    topics_commands = topics.add_subparsers(dest="topics_command", required=True)
+    ensure = topics_commands.add_parser("ensure", help="create missing topics (idempotent)")
+    ensure.add_argument("--replication-factor", type=int, default=None)
+    ensure.set_defaults(func=_topics_ensure)
+    for name, helptext in (("backup", "dump every part's schema"), ("restore", "restore a backup")):
+        cmd = commands.add_parser(name, help=helptext)
+        if name == "backup":
+            cmd.add_argument("--out", required=True, help="directory for the dumps and manifest")
+            cmd.set_defaults(func=_backup)
+        else:
+            cmd.add_argument("backup", help="directory written by `rapport backup`")
+            cmd.add_argument("--replace", action="store_true", help="drop existing schemas first")
+            cmd.set_defaults(func=_restore)
+        cmd.add_argument("--part", action="append", help="repeatable; default: every part")
+        cmd.add_argument("--url", help="one database URL for every part (default: settings)")
+    outbox = commands.add_parser("outbox", help="the transactional outboxes")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
+    status = outbox_commands.add_parser("status", help="backlog and oldest age per part")
+    status.add_argument("--part", action="append")
+    status.add_argument("--url", help="one database URL for every part (default: settings)")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_outbox_status)
+    dlq = commands.add_parser("dlq", help="dead-letter topics (rapport.dlq.<group>)")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="dead letters not replayed yet")
+    dlq_list.add_argument("--group", help="consumer group (a part's name); default: all")
+    dlq_list.add_argument("--all", action="store_true", help="include replayed ones")
+    dlq_list.add_argument("--json", action="store_true")
+    dlq_list.set_defaults(func=_dlq)
+    replay = dlq_commands.add_parser("replay", help="send dead letters back to their topic")
+    replay.add_argument("--group", required=True)
+    replay.add_argument("--event-id", action="append", help="repeatable; default: all pending")
+    replay.set_defaults(func=_dlq)
     commands.add_parser("asyncapi", help="print the AsyncAPI document").set_defaults(func=_asyncapi)
     # customer360 owns imports; loaded by path so shared never imports a service.
     importer = commands.add_parser("import", help="import customers from a CSV/NDJSON file")

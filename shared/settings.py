@@ -78,6 +78,8 @@ class RapportSettings(BaseSettings):
     #: InitProducerId, so the dev stack turns this off; it stays on for real Kafka.
     kafka_idempotent_producer: bool = True
     kafka_topic_partitions: int = 6
+    #: Replicas of the topics Rapport creates (3 on a production cluster).
+    kafka_topic_replication_factor: int = Field(default=1, ge=1)
     kafka_create_topics: bool = True
     kafka_fetch_max_wait_ms: int = 20
     kafka_session_timeout_ms: int = 10_000
