@@ -256,6 +256,37 @@ def _topics_ensure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(args: argparse.Namespace) -> int:
+    import httpx
+
+    from shared.ops.seed import SeedError, seed_demo
+
+    if not args.demo:
+        print("rapport seed: only --demo is available", file=sys.stderr)
+        return 2
+    token = args.token
+    if token is None:
+        settings = load("gateway.config:Settings")()
+        try:
+            token = load("gateway.auth.dev:mint_dev_token")(
+                settings, role="admin", subject="demo-seed"
+            )
+        except (ValueError, RuntimeError) as exc:
+            print(f"rapport seed: {exc}; pass --token", file=sys.stderr)
+            return 2
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=args.url, headers=headers, timeout=30) as client:
+            report = seed_demo(client)
+    except (SeedError, httpx.HTTPError) as exc:
+        print(f"rapport seed: {exc}", file=sys.stderr)
+        return 1
+    for kind in ("customers", "products", "orders", "interactions", "tickets"):
+        print(f"  {kind:<13} {report.created[kind]:>4} created {report.existing[kind]:>4} existed")
+    print(f"rapport: demo data in place; explore it at {args.url}/docs")
+    return 0
+
+
 def _asyncapi(_: argparse.Namespace) -> int:
     print(json.dumps(asyncapi_document(), indent=2))
     return 0
@@ -322,6 +353,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay.add_argument("--event-id", action="append", help="repeatable; default: all pending")
     replay.set_defaults(func=_dlq)
     commands.add_parser("asyncapi", help="print the AsyncAPI document").set_defaults(func=_asyncapi)
+    seed = commands.add_parser("seed", help="fill a running stack with demo data (public API)")
+    seed.add_argument("--demo", action="store_true", help="the demo dataset (required)")
+    seed.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway")
+    seed.add_argument("--token", help="an admin bearer token (default: mint a dev token)")
+    seed.set_defaults(func=_seed)
     # customer360 owns imports; loaded by path so shared never imports a service.
     importer = commands.add_parser("import", help="import customers from a CSV/NDJSON file")
     load("services.customer360.imports.cli:add_arguments")(importer)
