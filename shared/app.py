@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware import Middleware
 
+from shared import tracing
 from shared.auth import get_principal
 from shared.db import Database
 from shared.errors import install_problem_handlers, problem_response, problem_responses
@@ -107,6 +108,7 @@ class Runtime:
         await self.relay.stop(flush_timeout=max(deadline - loop.time(), 0.0))
         await self.producer.stop()
         await self.database.dispose()
+        await asyncio.to_thread(tracing.flush)
         logger.info("%s stopped", self.settings.service_name)
 
 
@@ -131,6 +133,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level, json_logs=settings.log_json)
+        tracing.configure_tracing(settings.service_name)
         runtime = Runtime(settings, subscriptions)
         app.state.runtime = runtime
         app.state.database = runtime.database

@@ -33,11 +33,12 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
+from opentelemetry.trace import StatusCode
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.db import Database
 from shared.events import Envelope, EnvelopeError, Event, dead_letter_topic
 from shared.messaging.kafka import Producer
@@ -245,11 +246,23 @@ class ConsumerRunner:
         if handler is None:
             metrics.CONSUMER_EVENTS.labels(self.group, envelope.type, "ignored").inc()
             return
-        try:
-            outcome = await self._apply_with_retries(handler, envelope)
-        except _Poison as poison:
-            await self._dead_letter(record, poison.cause, attempts=poison.attempts)
-            return
+        with tracing.consumer_span(
+            envelope.extensions,
+            group=self.group,
+            topic=record.topic,
+            event_type=envelope.type,
+            event_id=str(envelope.id),
+        ) as span:
+            try:
+                outcome = await self._apply_with_retries(handler, envelope)
+            except _Poison as poison:
+                if span is not None:
+                    span.set_status(StatusCode.ERROR, "dead-lettered")
+                    span.record_exception(poison.cause)
+                await self._dead_letter(record, poison.cause, attempts=poison.attempts)
+                return
+            if span is not None:
+                span.set_attribute("rapport.outcome", outcome)
         metrics.CONSUMER_EVENTS.labels(self.group, envelope.type, outcome).inc()
 
     async def _apply_with_retries(self, handler: Handler, envelope: Envelope) -> str:
