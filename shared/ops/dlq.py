@@ -8,7 +8,8 @@ group that failed applies it (once fixed), the others skip it through their inbo
 
 What was replayed is remembered as the committed offset of the consumer group
 ``rapport.dlq-replay.<group>`` on the dead-letter topic, so replaying twice does not send a
-message twice, and ``list`` marks what was replayed already.
+message twice, and ``list`` marks what was replayed already. A replay of chosen events
+re-appends the pending letters it skips over, so they stay pending.
 """
 
 from __future__ import annotations
@@ -122,11 +123,31 @@ async def replay_dead_letters(
     settings: RapportSettings, group: str, *, event_ids: set[str] | None = None
 ) -> list[DeadLetter]:
     """Send the dead letters of ``group`` not replayed yet (or only ``event_ids`` among them)
-    back to their original topics; returns those sent."""
-    letters, consumer, ends = await _read(settings, group)
+    back to their original topics; returns those sent.
+
+    Bookkeeping stays one offset per partition: on each partition the replay offset moves
+    past the last letter sent, and pending letters before it that were not chosen are
+    appended to the dead-letter topic again (same key, value and headers), so they stay
+    pending, at a new offset."""
+    letters, consumer, _ = await _read(settings, group)
     try:
-        pending = [d for d in letters if not d.replayed and d.original_topic]
-        chosen = [d for d in pending if event_ids is None or d.event_id in event_ids]
+        pending = [d for d in letters if not d.replayed]
+        chosen = [
+            d
+            for d in pending
+            if d.original_topic and (event_ids is None or d.event_id in event_ids)
+        ]
+        requeue: list[DeadLetter] = []
+        commits: dict[TopicPartition, OffsetAndMetadata] = {}
+        topic = dead_letter_topic(group)
+        for partition in {d.partition for d in chosen}:
+            last = max(d.offset for d in chosen if d.partition == partition)
+            requeue += [
+                d
+                for d in pending
+                if d.partition == partition and d.offset < last and d not in chosen
+            ]
+            commits[TopicPartition(topic, partition)] = OffsetAndMetadata(last + 1, "")
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             acks="all",
@@ -143,24 +164,19 @@ async def replay_dead_letters(
                 )
                 for d in chosen
             ]
+            futures += [
+                await producer.send(
+                    topic,
+                    value=d.value,
+                    key=d.key.encode() if d.key is not None else None,
+                    partition=d.partition,
+                    headers=d.headers,
+                )
+                for d in requeue
+            ]
             await asyncio.gather(*futures)
         finally:
             await producer.stop()
-        # Remember the replay as the replay group's offset: past every letter done, up to
-        # the first one left pending (a filtered replay remembers an unbroken run only).
-        commits: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp in ends:
-            start = await consumer.committed(tp) or 0
-            upto = start
-            for d in sorted(letters, key=lambda d: d.offset):
-                if d.partition != tp.partition or d.offset < start:
-                    continue
-                if d in chosen or not d.original_topic:
-                    upto = d.offset + 1
-                else:
-                    break
-            if upto > start:
-                commits[tp] = OffsetAndMetadata(upto, "")
         if commits:
             await consumer.commit(commits)
         return chosen

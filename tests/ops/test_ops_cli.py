@@ -89,6 +89,18 @@ class BrokenHandler(Exception):
     pass
 
 
+async def mine(settings, group: str, event_id: str):
+    """Our dead letter (other tests leave garbage on the shared topic: dead-lettered too)."""
+    return [
+        d
+        for d in await list_dead_letters(
+            settings,
+            group,
+        )
+        if d.event_id == event_id
+    ]
+
+
 @pytest.mark.kafka
 @pytest.mark.asyncio(loop_scope="session")
 async def test_a_dead_letter_is_listed_then_replayed_once_and_applied(
@@ -129,21 +141,20 @@ async def test_a_dead_letter_is_listed_then_replayed_once_and_applied(
                 retry_backoff=0.01,
             )
 
-        raw = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
-        await raw.start()
-        try:
-            await raw.send_and_wait(
-                CUSTOMER_TOPIC, value=event.data, key=event.key, headers=event.kafka_headers()
-            )
-        finally:
-            await raw.stop()
-
         producer = Producer(settings)
         first = runner(producer)
         first.start()
         try:
+            raw = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+            await raw.start()
+            try:
+                await raw.send_and_wait(
+                    CUSTOMER_TOPIC, value=event.data, key=event.key, headers=event.kafka_headers()
+                )
+            finally:
+                await raw.stop()
             async with asyncio.timeout(60):
-                while not (letters := await list_dead_letters(settings, group)):
+                while not (letters := await mine(settings, group, str(event.id))):
                     await asyncio.sleep(0.5)
         finally:
             await first.stop(timeout=5)
@@ -156,10 +167,12 @@ async def test_a_dead_letter_is_listed_then_replayed_once_and_applied(
 
         # The handler is fixed; the dead letter goes back to its topic, once.
         broken = False
-        replayed = await replay_dead_letters(settings, group)
+        # (Only ours: other tests leave poison on the shared topic, dead-lettered here too.)
+        ours = {str(event.id)}
+        replayed = await replay_dead_letters(settings, group, event_ids=ours)
         assert [d.event_id for d in replayed] == [str(event.id)]
-        assert await replay_dead_letters(settings, group) == []
-        [again] = await list_dead_letters(settings, group)
+        assert await replay_dead_letters(settings, group, event_ids=ours) == []
+        [again] = await mine(settings, group, str(event.id))
         assert again.replayed is True
 
         second = runner(producer)
@@ -176,8 +189,53 @@ async def test_a_dead_letter_is_listed_then_replayed_once_and_applied(
     # The command line shows it as replayed only with --all.
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", infra.bootstrap_servers)
     assert await asyncio.to_thread(main, ["dlq", "list", "--group", group, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert str(event.id) not in {d["event_id"] for d in json.loads(capsys.readouterr().out)}
     assert await asyncio.to_thread(main, ["dlq", "list", "--group", group, "--all", "--json"]) == 0
-    [shown] = json.loads(capsys.readouterr().out)
+    [shown] = [d for d in json.loads(capsys.readouterr().out) if d["event_id"] == str(event.id)]
     assert shown["event_id"] == str(event.id)
     assert shown["replayed"] is True
+
+
+@pytest.mark.kafka
+@pytest.mark.asyncio(loop_scope="session")
+async def test_replaying_one_dead_letter_keeps_the_ones_before_it_pending(make_settings, infra):
+    settings = make_settings(Settings)
+    group = f"ops-dlq-{uuid4().hex[:8]}"
+    envelopes = [
+        Envelope.wrap(
+            CustomerUpdated(customer_id=uuid4(), changes={"n": n}, updated_at=datetime.now(UTC)),
+            source="/test",
+        )
+        for n in range(3)
+    ]
+    raw = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+    await raw.start()
+    try:
+        for e in envelopes:  # one partition, in this order
+            await raw.send_and_wait(
+                dead_letter_topic(group),
+                value=e.data,
+                key=e.key,
+                partition=0,
+                headers=[
+                    *e.kafka_headers(),
+                    ("dlq_error", b"ValueError: boom"),
+                    ("dlq_original_topic", CUSTOMER_TOPIC.encode()),
+                ],
+            )
+    finally:
+        await raw.stop()
+    first, middle, last = (str(e.id) for e in envelopes)
+
+    sent = await replay_dead_letters(settings, group, event_ids={middle})
+    assert [d.event_id for d in sent] == [middle]
+    letters = await list_dead_letters(settings, group)
+    pending = [d.event_id for d in letters if not d.replayed]
+    # The first was skipped over: appended again, still pending; the last was never reached.
+    assert sorted(pending) == sorted([first, last])
+    assert [d.event_id for d in letters if d.replayed] == [first, middle]  # old offsets
+    assert {d.error for d in letters} == {"ValueError: boom"}
+
+    rest = await replay_dead_letters(settings, group)
+    assert sorted(d.event_id for d in rest) == sorted([first, last])
+    assert [d for d in await list_dead_letters(settings, group) if not d.replayed] == []
