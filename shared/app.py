@@ -154,6 +154,7 @@ def create_app(
         lifespan=lifespan,
         openapi_tags=openapi_tags,
         responses=problem_responses(400, 422, 500),
+        telemetry=tracing.fastapi_telemetry(),
     )
     app.state.settings = settings
     install_problem_handlers(app)

@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -43,6 +44,7 @@ __all__ = [
     "configure_tracing",
     "consumer_span",
     "enabled",
+    "fastapi_telemetry",
     "flush",
     "inject",
     "producer_span",
@@ -50,6 +52,7 @@ __all__ = [
     "trace_id_of",
     "tracer",
     "use_provider",
+    "wanted",
 ]
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -71,17 +74,31 @@ def use_provider(provider: TracerProvider) -> None:
     set_enabled(True)
 
 
+def wanted() -> bool:
+    """Whether the environment asks for tracing (or it is on already)."""
+    if enabled():
+        return True
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def fastapi_telemetry() -> TelemetryConfig:
+    """``FastAPI(telemetry=…)``: its SERVER and operation spans when tracing is wanted; never
+    its OpenTelemetry metrics and logs (Prometheus and our JSON logs cover those). Turned
+    off explicitly, FastAPI's per-request check costs ~0.06 µs instead of ~2.8 µs."""
+    return TelemetryConfig(tracing=wanted(), metrics=False, logs=False)
+
+
 def configure_tracing(service: str) -> bool:
     """Turn OTLP export on if the environment asks for it; returns whether tracing is on.
     Idempotent: the first call in a process decides."""
     if enabled():
         return True
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    if not (
-        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    ):
+    if not wanted():
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
