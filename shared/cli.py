@@ -88,10 +88,16 @@ def _run(_: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from shared.ops.serve import serve
+    from pydantic import ValidationError
+
+    from shared.ops.serve import STARTUP_FAILURE, serve
     from shared.parts import part
 
-    return serve(part(args.part), host=args.host, port=args.port)
+    try:
+        return serve(part(args.part), host=args.host, port=args.port)
+    except ValidationError as exc:
+        print(f"rapport serve {args.part}: invalid configuration:\n{exc}", file=sys.stderr)
+        return STARTUP_FAILURE
 
 
 def _migrate(_: argparse.Namespace) -> int:
