@@ -169,6 +169,10 @@ def test_sigterm_under_load_fails_no_request_and_loses_or_repeats_no_event(
     finally:
         process.stop()
     log = process.log_path.read_text()
+    print(  # shown with -s: the figures behind the assertions below
+        f"answered {sum(load.answers.values())} ({load.answers}), "
+        f"unanswered {[(e, s) for _, e, s in load.unanswered]}"
+    )
 
     # The process stopped in order, by itself, with status 0.
     assert status == 0, log[-3000:]
