@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware import Middleware
 
+from shared import tracing
 from shared.auth import get_principal
 from shared.db import Database
 from shared.errors import install_problem_handlers, problem_response, problem_responses
@@ -93,14 +94,22 @@ class Runtime:
                 delay = min(delay * 2, 10.0)
 
     async def stop(self) -> None:
+        """Close in dependency order. The HTTP server has already drained its requests; the
+        consumers finish the event at hand and commit their offsets (their effects may have
+        queued events), then the relay sends every committed event, all within
+        ``shutdown_drain_timeout_s``; only then close the producer and the database."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_drain_timeout_s
         if self._topics_task is not None:
             self._topics_task.cancel()
         await self.housekeeping.stop()
         if self.consumer is not None:
-            await self.consumer.stop()
-        await self.relay.stop()
+            await self.consumer.stop(timeout=max(deadline - loop.time(), 0.0))
+        await self.relay.stop(flush_timeout=max(deadline - loop.time(), 0.0))
         await self.producer.stop()
         await self.database.dispose()
+        await asyncio.to_thread(tracing.flush)
+        logger.info("%s stopped", self.settings.service_name)
 
 
 def create_app(
@@ -124,6 +133,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level, json_logs=settings.log_json)
+        tracing.configure_tracing(settings.service_name)
         runtime = Runtime(settings, subscriptions)
         app.state.runtime = runtime
         app.state.database = runtime.database
@@ -144,6 +154,7 @@ def create_app(
         lifespan=lifespan,
         openapi_tags=openapi_tags,
         responses=problem_responses(400, 422, 500),
+        telemetry=tracing.fastapi_telemetry(),
     )
     app.state.settings = settings
     install_problem_handlers(app)

@@ -14,6 +14,7 @@ __all__ = [
     "OUTBOX_BATCH_SECONDS",
     "OUTBOX_OLDEST_AGE",
     "OUTBOX_SENT",
+    "WEBHOOK_DELIVERIES",
     "metrics_response",
 ]
 
@@ -41,6 +42,12 @@ CONSUMER_LAG = Gauge(
 )
 DEAD_LETTERS = Counter(
     "rapport_dead_letters_total", "Messages sent to a dead-letter topic.", ["group", "type"]
+)
+
+WEBHOOK_DELIVERIES = Counter(
+    "rapport_webhook_deliveries_total",
+    "Outbound webhook delivery attempts by outcome (succeeded, failed, timeout, refused, gone).",
+    ["outcome"],
 )
 
 

@@ -1,6 +1,6 @@
 """One pure-ASGI middleware for what every request needs: a request id (taken from
-``X-Request-ID`` or generated) echoed back and put in the logs, the W3C trace id, the body size
-limit (413 problem, also for chunked bodies without a Content-Length), and the latency
+``X-Request-ID`` or generated) echoed back and put in the logs, the W3C trace id (when tracing
+is on, that of FastAPI's SERVER span, which proxied requests continue: :mod:`shared.tracing`), the body size limit (413 problem, also for chunked bodies without a Content-Length), and the latency
 histogram labelled by route template."""
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import re
 import time
 import uuid
 
+from opentelemetry import trace
+from opentelemetry.trace import Span
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.errors import PayloadTooLarge, problem_response
 from shared.logging import request_id_var, trace_id_var
 
@@ -52,10 +54,16 @@ class RequestContextMiddleware:
         request_id = headers.get("x-request-id", "")
         if not _REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex
-        trace = _TRACEPARENT.match(headers.get("traceparent", ""))
         scope.setdefault("state", {})["request_id"] = request_id
+        span: Span | None = None
+        if tracing.enabled():
+            span = self._join_span(scope, request_id)
+            trace_id = tracing.trace_id_of(span)
+        else:
+            parent = _TRACEPARENT.match(headers.get("traceparent", ""))
+            trace_id = parent.group(1) if parent else None
         rid_token = request_id_var.set(request_id)
-        tid_token = trace_id_var.set(trace.group(1) if trace else None)
+        tid_token = trace_id_var.set(trace_id)
         started = time.perf_counter()
         status = 500
 
@@ -63,6 +71,8 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if span is not None:  # before FastAPI ends it with the response
+                    self._name_span(span, scope)
                 message.setdefault("headers", [])
                 message["headers"] = [
                     *message["headers"],
@@ -113,6 +123,28 @@ class RequestContextMiddleware:
             )
             request_id_var.reset(rid_token)
             trace_id_var.reset(tid_token)
+
+    @staticmethod
+    def _name_span(span: Span, scope: Scope) -> None:
+        # Routes the gateway's edge proxies are not FastAPI routes: name the span after them.
+        template = getattr(scope.get("route"), "path", None)
+        if template and span.is_recording():
+            span.update_name(f"{scope['method']} {template}")
+            span.set_attribute("http.route", template)
+
+    def _join_span(self, scope: Scope, request_id: str) -> Span:
+        """The request's SERVER span (FastAPI's native telemetry opens it, around this
+        middleware, once a tracer provider is installed). The request's ``traceparent`` is
+        rewritten to that span, so a proxied request continues the trace from here."""
+        span = trace.get_current_span()
+        span.set_attribute("rapport.part", self.service)
+        span.set_attribute("rapport.request_id", request_id)
+        forwarded = tracing.inject()
+        scope["headers"] = [
+            *((k, v) for k, v in scope["headers"] if k not in (b"traceparent", b"tracestate")),
+            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in forwarded.items()),
+        ]
+        return span
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(

@@ -96,6 +96,8 @@ class RapportSettings(BaseSettings):
     kafka_idempotent_producer: bool = True
     #: Partitions of the topics Rapport creates (the most consumer replicas that get work).
     kafka_topic_partitions: int = Field(default=6, ge=1)
+    #: Replicas of the topics Rapport creates (3 on a production cluster).
+    kafka_topic_replication_factor: int = Field(default=1, ge=1)
     #: Create missing topics at start-up; ``false`` when ops manage topics.
     kafka_create_topics: bool = True
     #: Consumer ``fetch.max.wait.ms``: latency vs. broker round trips when idle.
@@ -115,6 +117,14 @@ class RapportSettings(BaseSettings):
     consumer_max_retries: int = Field(default=3, ge=0)
     #: First delay between those attempts (doubling).
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
+
+    #: On SIGTERM the part stops accepting connections and gives in-flight requests this long
+    #: to finish (then cancels them) …
+    shutdown_request_timeout_s: float = Field(default=15.0, ge=0)
+    #: … then gives its consumers (finish the current event, commit offsets) and its outbox
+    #: relay (send every committed event) this long together. Keep the sum below the
+    #: orchestrator's kill deadline (Kubernetes: terminationGracePeriodSeconds, 30 s).
+    shutdown_drain_timeout_s: float = Field(default=10.0, ge=0)
 
     #: HMAC secret for the short-lived internal tokens the gateway mints for services.
     internal_token_secret: str = DEV_INTERNAL_SECRET

@@ -44,7 +44,8 @@ class PartProcess(ManagedProcess):
     """One part (gateway or a service) under uvicorn."""
 
     service_name: ClassVar[str] = "part"
-    stop_timeout: ClassVar[float] = 20.0
+    #: Above the default request (15 s) plus drain (10 s) deadlines of ``rapport serve``.
+    stop_timeout: ClassVar[float] = 30.0
 
     def __init__(self, part: Part, work_dir: Path, env: Mapping[str, str]) -> None:
         super().__init__(work_dir, part.port)
@@ -56,19 +57,17 @@ class PartProcess(ManagedProcess):
         return self.work_dir / f"{self.part.name}.log"
 
     def _command(self) -> list[str]:
+        # `rapport serve`: drains requests, consumers and the outbox on SIGTERM, exits 0.
         return [
             sys.executable,
             "-m",
-            "uvicorn",
-            "--factory",
-            self.part.app,
+            "shared.cli",
+            "serve",
+            self.part.name,
             "--host",
             self.host,
             "--port",
             str(self.port),
-            "--no-access-log",
-            "--timeout-graceful-shutdown",
-            "10",
         ]
 
     def _spawn_env(self) -> Mapping[str, str]:

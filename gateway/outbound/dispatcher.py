@@ -48,6 +48,7 @@ from gateway.models import OutboundAttempt, OutboundDelivery, OutboundEndpoint, 
 from gateway.outbound.policy import next_delay, parse_retry_after
 from gateway.outbound.safety import AddressPolicy, GuardedResolver, UnsafeAddress
 from gateway.outbound.service import SecretBox, live_secrets
+from shared import metrics
 from shared.db import Database
 from shared.standard_webhooks import sign
 
@@ -286,6 +287,7 @@ class Dispatcher:
         except (aiohttp.ClientError, OSError) as exc:
             result = _Result("failed", error=f"{type(exc).__name__}: {exc}")
         latency_ms = (time.perf_counter() - started) * 1000
+        metrics.WEBHOOK_DELIVERIES.labels(result.outcome).inc()
         self._finished.append((claim, result, latency_ms, datetime.now(UTC)))
         self._finished_ready.set()
 

@@ -551,11 +551,14 @@ class ManagedProcess(abc.ABC):
         ]
         return "".join(parts)
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop gracefully (the service's stop signal), SIGKILL after *timeout* seconds."""
+    def stop(self, timeout: float | None = None) -> int | None:
+        """Stop gracefully (the service's stop signal), SIGKILL after *timeout* seconds.
+
+        Returns the exit status (negative: the signal that ended it), or None when the
+        service was not started."""
         proc = self._proc
         if proc is None:
-            return
+            return None
         timeout = self.stop_timeout if timeout is None else timeout
         if proc.poll() is None:
             logger.info("stopping %s (pid %d)", self.service_name, proc.pid)
@@ -571,6 +574,7 @@ class ManagedProcess(abc.ABC):
                     timeout,
                 )
         self._reap(proc)
+        return proc.returncode
 
     def kill(self) -> None:
         """SIGKILL the service and everything in its process group now (simulated crash)."""

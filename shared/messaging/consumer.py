@@ -25,6 +25,10 @@ message goes to the group's dead-letter topic (``rapport.dlq.<group>``) with the
 headers, and the partition moves on. An infrastructure error (database unreachable) is not
 the message's fault: it is retried without limit and without dead-lettering, since every
 message would fail the same way; the partition waits and nothing is lost.
+
+Stopping (:meth:`ConsumerRunner.stop` with a timeout, at SIGTERM): the event being applied
+finishes, the offsets of applied events are committed, the consumer leaves its group; a
+replacement starts exactly where this one stopped, with nothing to skip.
 """
 
 from __future__ import annotations
@@ -39,11 +43,12 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
+from opentelemetry.trace import StatusCode
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.db import Database
 from shared.events import Envelope, EnvelopeError, Event, dead_letter_topic
 from shared.messaging.kafka import Producer
@@ -153,20 +158,39 @@ class ConsumerRunner:
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.assigned = asyncio.Event()
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.group}")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, timeout: float = 0.0) -> None:
+        """Stop consuming. With a ``timeout``, stop in order first: finish the event being
+        applied, commit the offsets of everything applied, and leave the group (so its
+        partitions move to another member at once); past the timeout, cancel. Cancelling is
+        safe too — uncommitted events are redelivered and the inbox skips them — it only
+        costs redeliveries."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        if timeout > 0:
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(task)
+                return
+            except TimeoutError:
+                logger.warning("consumer %s: not stopped in %.1fs; cancelling", self.group, timeout)
+            except Exception as exc:
+                logger.warning("consumer %s: stopped with an error: %s", self.group, exc)
+                return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _run(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._stopping.is_set():
             consumer = AIOKafkaConsumer(
                 *self._subscriptions.topics,
                 bootstrap_servers=self._bootstrap,
@@ -185,7 +209,9 @@ class ConsumerRunner:
                 raise
             except Exception as exc:
                 logger.warning("consumer %s: %s; restarting in %.1fs", self.group, exc, backoff)
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await self._stopping.wait()
                 backoff = min(backoff * 2, 10.0)
             finally:
                 self._consumer = None
@@ -194,19 +220,21 @@ class ConsumerRunner:
                     await consumer.stop()
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        while not self._stopping.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
             if consumer.assignment():
                 self.assigned.set()
             for tp, records in batches.items():
-                await self._process_all(records)
+                last = await self._process_all(records)
+                if last is None:
+                    break
                 try:
-                    await consumer.commit({tp: records[-1].offset + 1})
+                    await consumer.commit({tp: last.offset + 1})
                 except CommitFailedError as exc:
                     # A rebalance took the partition away; the new owner re-reads from the
                     # last commit and the inbox skips what we already applied.
                     logger.info("consumer %s: commit lost to a rebalance: %s", self.group, exc)
-                self._record_lag(consumer, tp, records[-1].offset)
+                self._record_lag(consumer, tp, last.offset)
 
     def _record_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
         highwater = consumer.highwater(tp)
@@ -215,26 +243,36 @@ class ConsumerRunner:
                 max(highwater - offset - 1, 0)
             )
 
-    async def _process_all(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Apply one partition's records in order, consecutive ones in shared transactions."""
+    async def _process_all(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> ConsumerRecord[bytes, bytes] | None:
+        """Apply one partition's records in order, consecutive ones in shared transactions;
+        returns the last record dealt with (its offset + 1 may be committed), ``None`` if
+        stopping before the first. Stopping leaves the rest to be re-read from the commit."""
         group: list[tuple[ConsumerRecord[bytes, bytes], Envelope, Handler]] = []
+        last: ConsumerRecord[bytes, bytes] | None = None
         for record in records:
+            if self._stopping.is_set():
+                break
             try:
                 envelope = Envelope.from_kafka(record.topic, record.value, record.headers)
             except EnvelopeError as exc:
                 await self._apply_group(group)
                 group = []
                 await self._dead_letter(record, exc, attempts=1)
+                last = record
                 continue
             handler = self._subscriptions.handler_for(envelope.type)
             if handler is None:
                 metrics.CONSUMER_EVENTS.labels(self.group, envelope.type, "ignored").inc()
-                continue
-            group.append((record, envelope, handler))
+            else:
+                group.append((record, envelope, handler))
+            last = record
             if len(group) >= self._group_size:
                 await self._apply_group(group)
                 group = []
         await self._apply_group(group)
+        return last
 
     async def _apply_group(
         self, group: list[tuple[ConsumerRecord[bytes, bytes], Envelope, Handler]]
@@ -247,9 +285,10 @@ class ConsumerRunner:
             try:
                 async with self._database.session() as session:
                     outcomes = []
-                    for index, (_, envelope, handler) in enumerate(group):
+                    for index, (record, envelope, handler) in enumerate(group):
                         failed_at = index
-                        outcomes.append(await self._apply_in(session, handler, envelope))
+                        with self._span(record, envelope):
+                            outcomes.append(await self._apply_in(session, handler, envelope))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -270,14 +309,29 @@ class ConsumerRunner:
         if group:
             await self._process(*group[0])
 
+    def _span(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> Any:
+        return tracing.consumer_span(
+            envelope.extensions,
+            group=self.group,
+            topic=record.topic,
+            event_type=envelope.type,
+            event_id=str(envelope.id),
+        )
+
     async def _process(
         self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, handler: Handler
     ) -> None:
-        try:
-            outcome = await self._apply_with_retries(handler, envelope)
-        except _Poison as poison:
-            await self._dead_letter(record, poison.cause, attempts=poison.attempts)
-            return
+        with self._span(record, envelope) as span:
+            try:
+                outcome = await self._apply_with_retries(handler, envelope)
+            except _Poison as poison:
+                if span is not None:
+                    span.set_status(StatusCode.ERROR, "dead-lettered")
+                    span.record_exception(poison.cause)
+                await self._dead_letter(record, poison.cause, attempts=poison.attempts)
+                return
+            if span is not None:
+                span.set_attribute("rapport.outcome", outcome)
         metrics.CONSUMER_EVENTS.labels(self.group, envelope.type, outcome).inc()
 
     async def _apply_with_retries(self, handler: Handler, envelope: Envelope) -> str:

@@ -84,8 +84,13 @@ class Producer:
             self._client, self._started = None, False
 
 
-async def ensure_topics(settings: RapportSettings, topics: Iterable[str]) -> None:
-    """Create ``topics`` if missing (idempotent). Real deployments may pre-create them."""
+async def ensure_topics(
+    settings: RapportSettings, topics: Iterable[str], *, replication_factor: int | None = None
+) -> list[str]:
+    """Create ``topics`` if missing (idempotent) with ``kafka_topic_partitions`` partitions
+    and ``kafka_topic_replication_factor`` replicas; returns the topics created. Existing
+    topics are left as they are. Real deployments may pre-create them
+    (``rapport kafka topics ensure``)."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000
     )
@@ -94,10 +99,12 @@ async def ensure_topics(settings: RapportSettings, topics: Iterable[str]) -> Non
         existing = set(await admin.list_topics())
         missing = [t for t in dict.fromkeys(topics) if t not in existing]
         if not missing:
-            return
-        new = [NewTopic(t, settings.kafka_topic_partitions, 1) for t in missing]
+            return []
+        replicas = replication_factor or settings.kafka_topic_replication_factor
+        new = [NewTopic(t, settings.kafka_topic_partitions, replicas) for t in missing]
         with contextlib.suppress(TopicAlreadyExistsError):  # another part was quicker
             await admin.create_topics(new)
         logger.info("created topics %s", missing)
+        return missing
     finally:
         await admin.close()

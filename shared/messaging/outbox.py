@@ -45,9 +45,10 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.db import driver_connection, event_source, mark_outbox_written
 from shared.events import Envelope, Event
 from shared.messaging.kafka import Producer
@@ -101,11 +102,13 @@ def _insert_sql(schema: str) -> str:
 
 async def publish(session: AsyncSession, *events: Event, **extensions: str) -> list[Envelope]:
     """Queue ``events`` in the session's transaction; they are sent once it commits."""
+    if not events:
+        return []
     source, schema = event_source(session)
-    envelopes = [Envelope.wrap(e, source=source, extensions=extensions) for e in events]
-    if not envelopes:
-        return envelopes
-    await write_envelopes(await driver_connection(session), schema, envelopes)
+    with tracing.producer_span([e.topic for e in events], schema, len(events)) as trace:
+        headers = {**trace, **extensions}
+        envelopes = [Envelope.wrap(e, source=source, extensions=headers) for e in events]
+        await write_envelopes(await driver_connection(session), schema, envelopes)
     mark_outbox_written(session)
     return envelopes
 
@@ -144,15 +147,16 @@ async def copy_envelopes(session: AsyncSession, events: Sequence[Event]) -> None
         return
     source, schema = event_source(session)
     driver = await driver_connection(session)
-    await driver.copy_records_to_table(
-        "outbox",
-        schema_name=schema,
-        columns=["event_id", "topic", "key", "headers", "payload"],
-        records=[
-            (env.id, env.topic, env.subject, json.dumps(env.header_pairs()), env.data)
-            for env in (Envelope.wrap(e, source=source) for e in events)
-        ],
-    )
+    with tracing.producer_span([e.topic for e in events], schema, len(events)) as trace:
+        await driver.copy_records_to_table(
+            "outbox",
+            schema_name=schema,
+            columns=["event_id", "topic", "key", "headers", "payload"],
+            records=[
+                (env.id, env.topic, env.subject, json.dumps(env.header_pairs()), env.data)
+                for env in (Envelope.wrap(e, source=source, extensions=trace) for e in events)
+            ],
+        )
     mark_outbox_written(session)
 
 
@@ -168,6 +172,7 @@ class OutboxRelay:
         batch_size: int = 2_000,
         poll_interval: float = 0.5,
         send_timeout: float = 30.0,
+        sample_interval: float = 10.0,
     ) -> None:
         self._engine = engine
         self._producer = producer
@@ -182,16 +187,31 @@ class OutboxRelay:
         self.is_leader = False
         self._channel = f"rapport_outbox_{schema}"
         self._lock_key = _lock_namespace(schema)
-        self._last_stats = 0.0
+        self._sample_interval = sample_interval
+        self._sample_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._schema}")
+        self._sample_task = asyncio.create_task(
+            self._sample(), name=f"outbox-sample-{self._schema}"
+        )
 
-    async def stop(self) -> None:
+    async def stop(self, flush_timeout: float = 0.0) -> None:
+        """Stop relaying. With a ``flush_timeout``, the leader first sends every committed row
+        (until the outbox is empty or the time is up), so a part stopped in order leaves no
+        events waiting for its next start; whatever is left is sent by the next leader."""
         self._stopping = True
         self._wakeup.set()
-        for task in (self._task, self._notify_task):
+        if flush_timeout > 0 and self._task is not None and not self._task.done():
+            try:
+                async with asyncio.timeout(flush_timeout):
+                    await asyncio.shield(self._task)
+            except TimeoutError:
+                logger.warning("outbox relay %s: not flushed in %.1fs", self._schema, flush_timeout)
+            except Exception as exc:
+                logger.warning("outbox relay %s: flush failed: %s", self._schema, exc)
+        for task in (self._task, self._notify_task, self._sample_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -224,6 +244,11 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 self.is_leader = False
+                if self._stopping:
+                    logger.warning(
+                        "outbox relay %s: %s; left for the next leader", self._schema, exc
+                    )
+                    return
                 logger.warning("outbox relay %s: %s; retrying in %.1fs", self._schema, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -233,18 +258,22 @@ class OutboxRelay:
             driver = await driver_connection(conn, transactional=False)
             if not await driver.fetchval("SELECT pg_try_advisory_lock($1, 0)", self._lock_key):
                 self.is_leader = False
-                await asyncio.sleep(2.0)
+                with contextlib.suppress(TimeoutError):  # stop() ends the wait; the leader flushes
+                    async with asyncio.timeout(2.0):
+                        await self._wakeup.wait()
                 return
             self.is_leader = True
             await driver.add_listener(self._channel, self._on_notify)
             try:
                 await self._producer.ensure_started()
-                while not self._stopping:
+                while True:
                     sent = await self.relay_once(driver)
+                    if sent > 0 and self._stopping:
+                        continue  # flushing: until the outbox is empty
                     if sent >= self._batch_size:
                         continue
-                    if sent == 0:
-                        await self._record_backlog(driver)
+                    if self._stopping:
+                        return
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self._poll_interval):
                             await self._wakeup.wait()
@@ -287,17 +316,24 @@ class OutboxRelay:
         metrics.OUTBOX_BATCH_SECONDS.labels(self._schema).observe(time.perf_counter() - started)
         return len(rows)
 
-    async def _record_backlog(self, driver: asyncpg.Connection) -> None:
-        now = time.monotonic()
-        if now - self._last_stats < 5.0:
-            return
-        self._last_stats = now
-        count, age = await driver.fetchrow(
-            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
-            f"FROM {self._schema}.outbox"
-        )
-        metrics.OUTBOX_BACKLOG.labels(self._schema).set(count)
-        metrics.OUTBOX_OLDEST_AGE.labels(self._schema).set(float(age))
+    async def _sample(self) -> None:
+        """Backlog and oldest-row age, every ``sample_interval`` seconds, whether or not this
+        process leads and whether or not the broker is up — a stuck relay is exactly when
+        these gauges matter."""
+        while True:
+            try:
+                async with self._engine.connect() as conn:
+                    driver = await driver_connection(conn, transactional=False)
+                    count, age = await driver.fetchrow(
+                        "SELECT count(*), "
+                        "coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 "
+                        f"FROM {self._schema}.outbox"
+                    )
+                metrics.OUTBOX_BACKLOG.labels(self._schema).set(count)
+                metrics.OUTBOX_OLDEST_AGE.labels(self._schema).set(age)
+            except (OSError, asyncpg.PostgresError, SQLAlchemyError) as exc:
+                logger.debug("outbox %s: cannot sample the backlog: %s", self._schema, exc)
+            await asyncio.sleep(self._sample_interval)
 
 
 def _pairs(headers: str | list[list[str]]) -> list[list[str]]:
