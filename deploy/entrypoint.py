@@ -20,15 +20,13 @@ import sys
 import urllib.request
 from collections.abc import Sequence
 
-#: Seconds uvicorn gives in-flight requests after SIGTERM; keep it below the orchestrator's
-#: grace period (compose ``stop_grace_period``, Kubernetes ``terminationGracePeriodSeconds``).
-GRACEFUL_SHUTDOWN_S = 20
-
 USAGE = __doc__.split("\n\n")[1]
 
 
 def serve_command(part_name: str) -> list[str]:
-    """The uvicorn command line serving one part, after validating its settings."""
+    """``rapport serve PART`` on the part's host and port: it validates the settings (exit 3
+    with the reason), runs uvicorn, and on SIGTERM stops taking requests, lets in-flight ones
+    finish, commits its consumers, flushes the outbox and exits 0 (see shared/cli.py)."""
     from shared.parts import load, part
     from shared.settings import load_settings
 
@@ -37,17 +35,13 @@ def serve_command(part_name: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "uvicorn",
-        "--factory",
-        p.app,
+        "shared.cli",
+        "serve",
+        p.name,
         "--host",
         settings.host,
         "--port",
         str(settings.port),
-        "--no-access-log",
-        "--proxy-headers",
-        "--timeout-graceful-shutdown",
-        str(GRACEFUL_SHUTDOWN_S),
     ]
 
 
@@ -84,7 +78,7 @@ def main(argv: Sequence[str]) -> int:
                 print("usage: serve PART", file=sys.stderr)
                 return 2
             cmd = serve_command(args[0])
-            os.execv(cmd[0], cmd)  # noqa: S606 - uvicorn becomes PID 1 and gets SIGTERM
+            os.execv(cmd[0], cmd)  # noqa: S606 - `rapport serve` becomes PID 1 and gets SIGTERM
         if command == "migrate":
             migrate(args)
             return 0

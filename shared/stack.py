@@ -88,6 +88,24 @@ class PartProcess(ManagedProcess):
             return False
 
 
+def wiring_env(ports: Mapping[str, int], host: str = "127.0.0.1") -> dict[str, str]:
+    """The variables that tell each part where the others listen, for parts on ``ports``
+    (part name → port) instead of their default ports: the gateway's upstreams, and the
+    services' calls to each other (resolve, privacy export)."""
+    url = {name: f"http://{host}:{port}" for name, port in ports.items()}
+    env = {f"GATEWAY_{name.upper()}_URL": url[name] for name in url if name != "gateway"}
+    if "customer360" in url:
+        env |= {
+            f"{s.upper()}_CUSTOMER360_URL": url["customer360"] for s in ("interactions", "orders")
+        }
+    env |= {
+        f"CUSTOMER360_{s.upper()}_URL": url[s]
+        for s in ("interactions", "orders", "segmentation")
+        if s in url
+    }
+    return env
+
+
 class DevStack:
     def __init__(self, state_dir: Path | None = None) -> None:
         self.state_dir = state_dir or ROOT / ".rapport" / "dev"

@@ -48,7 +48,7 @@ from gateway.config import Settings as GatewaySettings
 from shared.devstack.process import free_port
 from shared.migrate import upgrade
 from shared.parts import PARTS, part
-from shared.stack import PartProcess
+from shared.stack import PartProcess, wiring_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.asyncio(loop_scope="session")]
 
@@ -97,11 +97,7 @@ async def stack(infra: Any, tmp_path: Path) -> AsyncIterator[Stack]:
         "GATEWAY_OUTBOUND_ENABLED": "false",
     }
     ports = {p.name: free_port() for p in PARTS}
-    env.update({f"GATEWAY_{s.upper()}_URL": f"http://127.0.0.1:{ports[s]}" for s in SERVICES})
-    for s in ("interactions", "orders"):
-        env[f"{s.upper()}_CUSTOMER360_URL"] = f"http://127.0.0.1:{ports['customer360']}"
-    for name in ("interactions", "orders", "segmentation"):
-        env[f"CUSTOMER360_{name.upper()}_URL"] = f"http://127.0.0.1:{ports[name]}"
+    env.update(wiring_env(ports))
     processes = {
         p.name: PartProcess(dataclasses.replace(part(p.name), port=ports[p.name]), tmp_path, env)
         for p in PARTS

@@ -16,7 +16,7 @@ from gateway.config import Settings
 from shared.cli import main
 from shared.devstack import free_port
 from shared.parts import PARTS
-from shared.stack import PartProcess
+from shared.stack import PartProcess, wiring_env
 from tests.conftest import Infra
 
 
@@ -35,10 +35,7 @@ def stack(infra: Infra, new_database, tmp_path: Path):
         "RAPPORT_CONSUMERS_ENABLED": "false",
         "RAPPORT_OUTBOX_RELAY_ENABLED": "false",
         "RAPPORT_KAFKA_CREATE_TOPICS": "false",
-        **{
-            f"GATEWAY_{name.upper()}_URL": f"http://127.0.0.1:{port}"
-            for name, port in ports.items()
-        },
+        **wiring_env(ports),
     }
     processes = [
         PartProcess(dataclasses.replace(p, port=ports[p.name]), tmp_path / "logs", env)
