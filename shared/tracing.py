@@ -155,6 +155,21 @@ def producer_span(topics: list[str], part: str, count: int) -> Iterator[dict[str
 
 
 @contextmanager
+def client_span(
+    name: str, parent: Mapping[str, str], attributes: Mapping[str, str | int]
+) -> Iterator[dict[str, str]]:
+    """Around an outgoing call made for an event: a CLIENT span, child of the event's
+    ``traceparent`` (``parent``); yields the trace headers to send with the call."""
+    if not enabled():
+        yield {}
+        return
+    with tracer().start_as_current_span(
+        name, context=_extract(parent), kind=SpanKind.CLIENT, attributes=dict(attributes)
+    ):
+        yield inject()
+
+
+@contextmanager
 def consumer_span(
     headers: Mapping[str, str], *, group: str, topic: str, event_type: str, event_id: str
 ) -> Iterator[Span | None]:

@@ -21,8 +21,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.engine import make_url
 
+from shared import tracing
 from shared.devstack import ApacheKafka, EmbeddedPostgres, TansuBroker
 from shared.events import TOPICS
 from shared.messaging import ensure_topics
@@ -161,3 +165,33 @@ def make_settings(infra: Infra) -> Callable[..., Any]:
         return cls(**values)
 
     return build
+
+
+# --- tracing into memory (tests that want spans ask for the ``spans`` fixture) -------------
+SPAN_EXPORTER = InMemorySpanExporter()
+_INSTALLED: list[TracerProvider] = []
+
+
+class _WhileEnabled(SimpleSpanProcessor):
+    """Once installed, FastAPI traces every request of the session; keep only this test's."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if tracing.enabled():
+            super().on_end(span)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on, into memory. A process has one tracer provider: installed once, then
+    switched on and off around each test that wants spans."""
+    if not _INSTALLED:
+        provider = TracerProvider()
+        provider.add_span_processor(_WhileEnabled(SPAN_EXPORTER))
+        tracing.use_provider(provider)
+        _INSTALLED.append(provider)
+    tracing.set_enabled(True)
+    SPAN_EXPORTER.clear()
+    try:
+        yield SPAN_EXPORTER
+    finally:
+        tracing.set_enabled(False)

@@ -79,6 +79,8 @@ class OutboundMessage(Base):
     #: The JSON body sent: ``{"type", "timestamp", "data"}``; emptied by a privacy erase.
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     erased: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    #: The event's W3C ``traceparent``: each delivery continues the event's trace.
+    traceparent: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -48,7 +48,7 @@ from gateway.models import OutboundAttempt, OutboundDelivery, OutboundEndpoint, 
 from gateway.outbound.policy import next_delay, parse_retry_after
 from gateway.outbound.safety import AddressPolicy, GuardedResolver, UnsafeAddress
 from gateway.outbound.service import SecretBox, live_secrets
-from shared import metrics
+from shared import metrics, tracing
 from shared.db import Database
 from shared.standard_webhooks import sign
 
@@ -83,6 +83,7 @@ class _Claim:
     attempts: int
     url: str
     payload: bytes
+    traceparent: str | None
     secrets: list[str]
 
 
@@ -237,6 +238,7 @@ class Dispatcher:
                         OutboundDelivery.attempts,
                         OutboundEndpoint.url,
                         OutboundMessage.payload,
+                        OutboundMessage.traceparent,
                     )
                     .join(OutboundMessage, OutboundMessage.id == OutboundDelivery.message_id)
                     .join(OutboundEndpoint, OutboundEndpoint.id == OutboundDelivery.endpoint_id)
@@ -259,24 +261,30 @@ class Dispatcher:
                 sign(s, claim.message_id, timestamp, claim.payload) for s in claim.secrets
             ),
         }
+        parent = {"traceparent": claim.traceparent} if claim.traceparent else {}
+        attributes = {"http.request.method": "POST", "url.full": claim.url}
         try:
             self._policy.check_url(claim.url)
-            async with self._http.post(
-                claim.url, data=claim.payload, headers=headers, allow_redirects=False
-            ) as response:
-                body = await response.content.read(self._settings.outbound_excerpt_bytes)
-                result = _Result(
-                    outcome="succeeded" if 200 <= response.status < 300 else "failed",
-                    status_code=response.status,
-                    excerpt=body.decode("utf-8", errors="replace") or None,
-                    retry_after=response.headers.get("Retry-After"),
-                )
-                if response.status == 410:
-                    result.outcome = "gone"
-                elif 300 <= response.status < 400:
-                    result.error = (
-                        f"redirect to {response.headers.get('Location', '?')} not followed"
+            with tracing.client_span(f"webhook {claim.event_type}", parent, attributes) as trace:
+                async with self._http.post(
+                    claim.url,
+                    data=claim.payload,
+                    headers={**headers, **trace},
+                    allow_redirects=False,
+                ) as response:
+                    body = await response.content.read(self._settings.outbound_excerpt_bytes)
+                    result = _Result(
+                        outcome="succeeded" if 200 <= response.status < 300 else "failed",
+                        status_code=response.status,
+                        excerpt=body.decode("utf-8", errors="replace") or None,
+                        retry_after=response.headers.get("Retry-After"),
                     )
+                    if response.status == 410:
+                        result.outcome = "gone"
+                    elif 300 <= response.status < 400:
+                        result.error = (
+                            f"redirect to {response.headers.get('Location', '?')} not followed"
+                        )
         except TimeoutError:
             result = _Result("timeout", error=f"no answer in {self._settings.outbound_timeout_s}s")
         except (UnsafeAddress, ValueError) as exc:

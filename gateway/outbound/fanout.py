@@ -211,6 +211,7 @@ class Fanout:
                     "customer_id": customer_id,
                     "payload": _payload(envelope),
                     "erased": False,
+                    "traceparent": envelope.extensions.get("traceparent"),
                     "created_at": envelope.time,
                 }
                 deliveries += [

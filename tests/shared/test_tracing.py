@@ -9,12 +9,9 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,42 +24,15 @@ from shared import tracing
 from shared.events import CUSTOMER_TOPIC, CustomerCreated, Envelope
 from shared.logging import JsonFormatter, trace_id_var
 from shared.messaging import ConsumerRunner, Producer, Subscriptions
+from tests.conftest import SPAN_EXPORTER
 from tests.gateway.edge.servers import serve
 from tests.shared.kafka_tail import tail
 from tests.support import api_client, bearer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-_EXPORTER = InMemorySpanExporter()
-_INSTALLED: list[TracerProvider] = []
-
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
-
-
-class _WhileEnabled(SimpleSpanProcessor):
-    """Once installed, FastAPI traces every request of the session; keep only this test's."""
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if tracing.enabled():
-            super().on_end(span)
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on, into memory. A process has one tracer provider: installed once, then
-    switched on and off around each test that wants spans."""
-    if not _INSTALLED:
-        provider = TracerProvider()
-        provider.add_span_processor(_WhileEnabled(_EXPORTER))
-        tracing.use_provider(provider)
-        _INSTALLED.append(provider)
-    tracing.set_enabled(True)
-    _EXPORTER.clear()
-    try:
-        yield _EXPORTER
-    finally:
-        tracing.set_enabled(False)
 
 
 def _hex(value: int, width: int) -> str:
@@ -198,7 +168,7 @@ async def test_tracing_off_records_nothing_but_logs_keep_the_callers_trace_id(
     make_settings,
 ) -> None:
     assert not tracing.enabled()
-    before = len(_EXPORTER.get_finished_spans())
+    before = len(SPAN_EXPORTER.get_finished_spans())
     app = create_app(make_settings(Settings))
     access = logging.getLogger("rapport.access")
     handler = _JsonLines()
@@ -217,7 +187,7 @@ async def test_tracing_off_records_nothing_but_logs_keep_the_callers_trace_id(
             access.removeHandler(handler)
     assert response.status_code == 422
     assert response.headers["x-request-id"] == "req-42"
-    assert len(_EXPORTER.get_finished_spans()) == before
+    assert len(SPAN_EXPORTER.get_finished_spans()) == before
     [line] = handler.lines
     assert line["trace_id"] == TRACE_ID
     assert line["request_id"] == "req-42"

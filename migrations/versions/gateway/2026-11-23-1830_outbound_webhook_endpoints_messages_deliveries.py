@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("customer_id", sa.Uuid(), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
         sa.Column("erased", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("traceparent", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbound_message")),
         schema="gateway",

@@ -18,6 +18,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from sqlalchemy import text
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -578,3 +580,28 @@ async def test_events_on_the_broker_reach_the_endpoint(make_settings, receiver):
         [hit] = await until(lambda: receiver.hits.get(endpoint["path"]), timeout=30)
         assert hit.verified_by
         assert hit.headers["webhook-id"] == f"msg_{envelope.id.hex}"
+
+
+async def test_a_delivery_continues_the_events_trace(
+    client, app, receiver, spans: InMemorySpanExporter
+):
+    endpoint = await subscribe(client, receiver, "ok", ["rapport.customer.*"])
+    trace_id, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    envelope = Envelope.wrap(
+        created(uuid.uuid4()),
+        source="/test",
+        extensions={"traceparent": f"00-{trace_id}-{parent_span}-01"},
+    )
+    await app.state.gateway.outbound.fanout.apply([envelope])
+    [hit] = await until(lambda: receiver.hits.get(endpoint["path"]))
+    _, sent_trace, sent_span, _ = hit.headers["traceparent"].split("-")
+    assert sent_trace == trace_id
+    client_spans = await until(
+        lambda: [s for s in spans.get_finished_spans() if s.kind == SpanKind.CLIENT]
+    )
+    [span] = client_spans
+    assert span.name == "webhook rapport.customer.created.v1"
+    assert format(span.context.trace_id, "032x") == trace_id
+    assert span.parent is not None
+    assert format(span.parent.span_id, "016x") == parent_span
+    assert format(span.context.span_id, "016x") == sent_span
