@@ -18,10 +18,12 @@ from services.interactions.interaction.schemas import (
     InteractionRead,
     Kind,
 )
+from services.interactions.models.base import customer_scope
 from shared.auth import PrincipalDep, require_scopes
 from shared.db import SessionDep
 from shared.errors import BadRequest, NotFound, problem_responses
 from shared.pagination import CursorDep, CursorPage
+from shared.privacy import ensure_customer_visible
 
 router = APIRouter(tags=["interactions"])
 
@@ -33,11 +35,15 @@ router = APIRouter(tags=["interactions"])
     dependencies=[Depends(require_scopes("interactions:write"))],
     responses={
         200: {"model": InteractionRead, "description": "Its `event_id` was stored before"},
-        **problem_responses(401, 403, 413, 422, 503),
+        **problem_responses(401, 403, 404, 413, 422, 503),
     },
 )
 async def record_interaction(
-    body: InteractionCreate, session: SessionDep, response: Response, request: Request
+    body: InteractionCreate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    response: Response,
+    request: Request,
 ) -> InteractionRead:
     """Record one touchpoint with a customer: a call, an e-mail, an SMS, a chat, a social
     mention/comment/like/share, a meeting or visit, a note, an e-mail platform event, or web/app
@@ -46,7 +52,7 @@ async def record_interaction(
     `occurred_at` is when it happened (send it with a UTC offset); leave it out to use the time
     of the request. Times before 1970 or more than 5 minutes ahead are refused. An unknown
     customer is a `422` (`unknown-customer`); one created moments ago is confirmed with
-    customer360 (`503` if it cannot be asked).
+    customer360 (`503` if it cannot be asked); one outside the caller's data scope is a `404`.
 
     With an `event_id` the request is idempotent: repeating it answers `200` with the
     interaction stored the first time.
@@ -54,6 +60,7 @@ async def record_interaction(
     Publishes `rapport.interaction.recorded.v1` once stored (behaviour kinds publish
     `rapport.interaction.behaviour_recorded.v1` instead).
     """
+    await ensure_customer_visible(session, principal, body.customer_id, customer_scope)
     interaction, created = await service.record_interaction(
         session, request.app.state.customer_resolver, body
     )

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from services.interactions.models import SlaPolicy
-from services.interactions.models.base import Base
+from services.interactions.models.base import Base, customer_scope
 from services.interactions.ticket import service
 from services.interactions.ticket.dependencies import LockedTicketDep, TicketDep
 from services.interactions.ticket.repository import TicketFilter, TicketRepository
@@ -29,6 +29,7 @@ from shared.db import SessionDep
 from shared.errors import NotFound, UnprocessableEntity, problem_responses
 from shared.idempotency import IdempotencyKeyHeader, claim_key
 from shared.pagination import CursorDep, CursorPage
+from shared.privacy import ensure_customer_visible
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
 
@@ -59,7 +60,7 @@ def _with_etag(response: Response, ticket: Any) -> None:
     status_code=status.HTTP_201_CREATED,
     summary="Open a ticket",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={201: _ETAG, **problem_responses(401, 403, 413, 422)},
+    responses={201: _ETAG, **problem_responses(401, 403, 404, 413, 422)},
 )
 async def open_ticket(
     body: TicketCreate,
@@ -70,9 +71,11 @@ async def open_ticket(
 ) -> TicketRead:
     """Open a support ticket for a customer. Its first-response and resolution due times
     come from the SLA policy of its priority (business hours honoured when the policy has
-    them). With an `Idempotency-Key`, a retry returns the first answer.
+    them). With an `Idempotency-Key`, a retry returns the first answer. A customer outside
+    the caller's data scope is a `404`.
 
     Publishes `rapport.interaction.ticket_opened.v1`."""
+    await ensure_customer_visible(session, principal, body.customer_id, customer_scope)
     claim = await claim_key(
         session,
         _IDEMPOTENCY,
