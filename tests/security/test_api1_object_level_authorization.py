@@ -10,9 +10,11 @@ customer, which succeeds, so the checks cannot pass by refusing everything.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -345,3 +347,49 @@ class TestWrites:
         for path, body in adds(world.a, world.product):
             response = await stack.client.post(path, json=body, headers=headers)
             assert response.status_code == 201, (path, response.text)
+
+
+class TestImports:
+    async def run_import(self, stack: Stack, headers: dict[str, str], csv: str) -> dict[str, Any]:
+        started = await stack.client.post(
+            "/api/v1/imports/customers",
+            content=csv.encode(),
+            headers={**headers, "Content-Type": "text/csv"},
+        )
+        assert started.status_code == 202, started.text
+        job_id = started.json()["id"]
+        for _ in range(200):
+            job = await stack.client.get(f"/api/v1/imports/{job_id}", headers=headers)
+            assert job.status_code == 200, job.text
+            if job.json()["status"] in ("done", "failed"):
+                result: dict[str, Any] = job.json()
+                return result
+            await asyncio.sleep(0.05)
+        raise AssertionError("the import did not finish")
+
+    async def test_an_import_cannot_update_or_take_over_another_reps_customer(self, stack: Stack):
+        marker = uuid.uuid4().hex[:8]
+        rep_a, rep_b = f"imp-a-{marker}", f"imp-b-{marker}"
+        mine_email, theirs_email = f"a.{marker}@example.com", f"b.{marker}@example.com"
+        mine = await stack.customer(rep_a, emails=[mine_email])
+        theirs = await stack.customer(rep_b, emails=[theirs_email])
+        csv = (
+            "display_name,email,owner_id,tags\n"
+            f"Mine {marker},{mine_email},,seen\n"
+            f"Taken {marker},{theirs_email},{rep_a},stolen\n"
+        )
+        job = await self.run_import(stack, rep(stack, rep_a), csv)
+        assert job["status"] == "done", job
+        assert (job["updated"], job["failed"]) == (1, 1)
+        admin = stack.auth("admin")
+        after = (await stack.client.get(f"/api/v1/customers/{theirs}", headers=admin)).json()
+        assert after["owner_id"] == rep_b
+        assert after["display_name"] == f"Person of {rep_b}"
+        assert "stolen" not in after["tags"]
+        updated = (await stack.client.get(f"/api/v1/customers/{mine}", headers=admin)).json()
+        assert updated["display_name"] == f"Mine {marker}"
+        assert "seen" in updated["tags"]
+        errors = await stack.client.get(
+            f"/api/v1/imports/{job['id']}/errors", headers=rep(stack, rep_a)
+        )
+        assert [e["row_number"] for e in errors.json()["items"]] == [2]
