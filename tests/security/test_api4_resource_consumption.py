@@ -20,14 +20,16 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
-from tests.gateway.edge.conftest import running_gateway
+from tests.gateway.edge.conftest import Gateway, running_gateway
 from tests.security.conftest import MAX_BODY, PROBLEM, RATE_LIMITS, Stack, security_gateway_settings
 from tests.support import bearer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PAGE_MAX = 200
+QUOTA = 5
 #: Required query parameters of list operations, besides ``limit``.
 REQUIRED = {"/api/v1/customers:search": {"q": "anyone"}}
 
@@ -215,12 +217,21 @@ class TestBoundedWork:
         assert tags.status_code in (413, 422), tags.text
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def limited(stack: Stack, make_settings: Callable[..., Any]) -> AsyncIterator[Gateway]:
+    """A gateway in front of the same services where analysts get 5 requests a minute."""
+    limits = {**RATE_LIMITS, "analyst": QUOTA}
+    settings = security_gateway_settings(make_settings, stack.urls, rate_limits=limits)
+    async with running_gateway(settings) as gateway:
+        yield gateway
+
+
 class TestRateLimits:
-    async def test_over_the_quota_is_a_429_with_the_ratelimit_fields(self, stack: Stack):
-        quota = RATE_LIMITS["analyst"]
-        headers = stack.auth("analyst", f"analyst-{uuid.uuid4().hex[:8]}")
+    async def test_over_the_quota_is_a_429_with_the_ratelimit_fields(self, limited: Gateway):
+        quota = QUOTA
+        headers = limited.auth("analyst", f"analyst-{uuid.uuid4().hex[:8]}")
         answers = [
-            await stack.client.get("/api/v1/customers", headers=headers) for _ in range(quota + 1)
+            await limited.client.get("/api/v1/customers", headers=headers) for _ in range(quota + 1)
         ]
         assert [a.status_code for a in answers] == [200] * quota + [429]
         assert [a.headers["ratelimit"].split(";")[1] for a in answers[:quota]] == [
@@ -232,26 +243,30 @@ class TestRateLimits:
         assert refused.headers["ratelimit-policy"] == f'"analyst";q={quota};w=60'
         assert int(refused.headers["retry-after"]) > 0
 
-    async def test_a_new_token_or_an_api_key_does_not_reset_the_bucket(self, stack: Stack):
+    async def test_a_new_token_does_not_reset_the_bucket(self, limited: Gateway):
         subject = f"analyst-{uuid.uuid4().hex[:8]}"
-        for _ in range(RATE_LIMITS["analyst"]):
-            ok = await stack.client.get("/api/v1/customers", headers=stack.auth("analyst", subject))
+        for _ in range(QUOTA):
+            ok = await limited.client.get(
+                "/api/v1/customers", headers=limited.auth("analyst", subject)
+            )
             assert ok.status_code == 200
-        again = await stack.client.get("/api/v1/customers", headers=stack.auth("analyst", subject))
+        again = await limited.client.get(
+            "/api/v1/customers", headers=limited.auth("analyst", subject)
+        )
         assert again.status_code == 429
-        other = await stack.client.get("/api/v1/customers", headers=stack.auth("analyst"))
+        other = await limited.client.get("/api/v1/customers", headers=limited.auth("analyst"))
         assert other.status_code == 200
 
-    async def test_api_keys_are_rate_limited_too(self, stack: Stack):
-        created = await stack.client.post(
+    async def test_api_keys_are_rate_limited_too(self, limited: Gateway):
+        created = await limited.client.post(
             "/api/v1/admin/api-keys",
             json={"name": f"rl {uuid.uuid4().hex[:6]}", "role": "analyst"},
-            headers=stack.auth(),
+            headers=limited.auth(),
         )
         assert created.status_code == 201, created.text
         headers = {"X-API-Key": created.json()["key"]}
         answers = [
-            (await stack.client.get("/api/v1/customers", headers=headers)).status_code
-            for _ in range(RATE_LIMITS["analyst"] + 1)
+            (await limited.client.get("/api/v1/customers", headers=headers)).status_code
+            for _ in range(QUOTA + 1)
         ]
-        assert answers == [200] * RATE_LIMITS["analyst"] + [429]
+        assert answers == [200] * QUOTA + [429]
