@@ -33,8 +33,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: IPv6 prefixes whose last 32 bits are an IPv4 address a translator may connect to.
 _EMBEDDING_V4 = tuple(
-    ipaddress.IPv6Network(n)
-    for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96")
+    ipaddress.IPv6Network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96")
 )
 #: Not global although Python 3.11 says so: RFC 8215's local-use NAT64 prefix.
 _LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
