@@ -216,8 +216,9 @@ class TestMassAssignment:
             "id": str(uuid.uuid4()),
         }.items():
             await refused(stack, "POST", "/api/v1/webhook-endpoints", {**body, field: value}, field)
-        key = {"name": "k", "role": "partner"}
-        for field, value in {"key_id": "abc", "created_by": "x", "revoked_at": None}.items():
+        key: dict[str, Any] = {"name": "k", "role": "partner"}
+        forced: dict[str, Any] = {"key_id": "abc", "created_by": "x", "revoked_at": None}
+        for field, value in forced.items():
             await refused(stack, "POST", "/api/v1/admin/api-keys", {**key, field: value}, field)
         await refused(
             stack, "POST", "/api/v1/admin/api-keys", {**key, "scopes": ["admin"]}, "admin"

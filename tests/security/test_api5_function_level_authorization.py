@@ -75,7 +75,7 @@ def token(stack: Stack, roles: list[str], **extra: Any) -> dict[str, str]:
 
 
 async def call(stack: Stack, method: str, path: str, headers: dict[str, str]) -> Any:
-    body = None if method in ("GET", "DELETE") else {}
+    body: dict[str, Any] | None = None if method in ("GET", "DELETE") else {}
     return await stack.client.request(method, concrete(path), json=body, headers=headers)
 
 

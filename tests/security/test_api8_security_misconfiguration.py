@@ -126,7 +126,7 @@ class TestSecurityHeaders:
         if path.startswith("/api/v1/"):
             assert response.headers["cache-control"] == "no-store"
 
-    async def test_a_header_set_by_the_answer_is_kept(self, stack: Stack):
+    async def test_they_are_not_duplicated_and_no_store_is_for_api_answers(self, stack: Stack):
         response = await stack.client.get("/openapi.json")
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers.get_list("x-content-type-options") == ["nosniff"]

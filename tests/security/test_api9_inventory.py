@@ -35,7 +35,7 @@ def served(app: Any) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     for route in app.routes:
         if isinstance(route, APIRoute):
-            found |= {(m, route.path) for m in route.methods & METHODS}
+            found |= {(m, route.path) for m in (route.methods or set()) & METHODS}
         elif hasattr(route, "effective_route_contexts"):
             for context in route.effective_route_contexts():
                 if isinstance(context.original_route, APIRoute):
