@@ -6,6 +6,11 @@ Services other than customer360 learn who owns a customer from customer events; 
 and consumers are off in tests (see ``make_settings``), so :meth:`Stack.own` applies the
 ``customer.created`` event to their ``customer_scope`` projection through their own
 subscription handlers, exactly as their consumers would.
+
+These checks write real, committed rows to the session's database, which tests of other
+packages share (their schedulers scan every ticket and task). After each module,
+:meth:`Stack.tidy` closes the tickets and cancels the tasks of every customer it created,
+through the API, so no SLA or due-date scheduler elsewhere finds them.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +56,8 @@ class Stack:
     gateway: Gateway
     apps: dict[str, FastAPI]
     urls: dict[str, str]
+    #: Customers created by :meth:`customer` since the last :meth:`tidy`.
+    created: list[str] = field(default_factory=list)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -86,8 +93,31 @@ class Stack:
         response = await self.client.post("/api/v1/customers", json=body, headers=self.auth())
         assert response.status_code == 201, response.text
         customer_id = response.json()["id"]
+        self.created.append(str(customer_id))
         await self.own(uuid.UUID(customer_id), owner, team)
         return str(customer_id)
+
+    async def tidy(self) -> None:
+        """Close the open tickets and cancel the open tasks of the customers created."""
+        admin = self.auth("admin")
+        for customer_id in self.created:
+            for kind, open_states, action, body in (
+                ("tickets", ("open", "pending", "resolved"), ":transition", {"to": "closed"}),
+                ("tasks", ("open",), ":cancel", None),
+            ):
+                page = await self.client.get(
+                    f"/api/v1/{kind}",
+                    params={"customer_id": customer_id, "limit": 200},
+                    headers=admin,
+                )
+                assert page.status_code == 200, page.text
+                for item in page.json()["items"]:
+                    if item["status"] in open_states:
+                        done = await self.client.post(
+                            f"/api/v1/{kind}/{item['id']}{action}", json=body, headers=admin
+                        )
+                        assert done.status_code == 200, done.text
+        self.created.clear()
 
     async def own(self, customer_id: uuid.UUID, owner: str, team: str | None) -> None:
         event = CustomerCreated(
@@ -136,3 +166,9 @@ async def stack(make_settings: Callable[..., Any]) -> AsyncIterator[Stack]:
             running_gateway(security_gateway_settings(make_settings, urls))
         )
         yield Stack(gateway, apps, urls)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session", autouse=True)
+async def tidy(stack: Stack) -> AsyncIterator[None]:
+    yield
+    await stack.tidy()

@@ -269,7 +269,7 @@ def adds(r: Records, product: str) -> list[tuple[str, dict[str, object]]]:
         ("/api/v1/interactions", {"customer_id": c, "channel": "call", "kind": "call"}),
         ("/api/v1/tickets", {"customer_id": c, "title": "Side door", "category": "question"}),
         ("/api/v1/tasks", {"customer_id": c, "title": "Poach", "due_at": due}),
-        ("/api/v1/surveys/responses", {"customer_id": c, "survey": "csat", "score": 1}),
+        ("/api/v1/surveys/responses", {"customer_id": c, "survey": "csat", "score": 5}),
         (
             "/api/v1/orders",
             {
@@ -347,6 +347,33 @@ class TestWrites:
         for path, body in adds(world.a, world.product):
             response = await stack.client.post(path, json=body, headers=headers)
             assert response.status_code == 201, (path, response.text)
+
+    async def test_a_batch_cannot_attach_interactions_to_another_reps_customer(
+        self, stack: Stack, world: World
+    ):
+        events = [
+            {
+                "customer_id": world.a.customer,
+                "channel": "web",
+                "kind": "page_view",
+                "metadata": {"url": "https://shop.example/a"},
+            },
+            {
+                "customer_id": world.b.customer,
+                "channel": "web",
+                "kind": "page_view",
+                "metadata": {"url": "https://shop.example/b"},
+            },
+        ]
+        response = await stack.client.post(
+            "/api/v1/interactions:batch",
+            json={"source": "web-tracker", "events": events},
+            headers=rep(stack, world.rep_a),
+        )
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert [r["status"] for r in results] == ["stored", "error"]
+        assert results[1]["problem"]["type"] == "/problems/unknown-customer"
 
 
 class TestImports:

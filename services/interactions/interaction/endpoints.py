@@ -76,7 +76,7 @@ async def record_interaction(
     responses=problem_responses(401, 403, 413, 503),
 )
 async def ingest_interactions(
-    body: BatchRequest, session: SessionDep, request: Request
+    body: BatchRequest, session: SessionDep, principal: PrincipalDep, request: Request
 ) -> BatchResult:
     """High-volume ingest (behaviour tracking, partner imports): up to 1,000 events, each
     shaped like the body of `POST /interactions` plus an optional `event_id`, in one request
@@ -91,7 +91,8 @@ async def ingest_interactions(
     * `/problems/validation-failed`: wrong or missing fields, an unknown enum value, a time
       before 1970 or more than 5 minutes ahead, an oversize text, metadata that does not fit
       the kind;
-    * `/problems/unknown-customer`: no such customer (never existed, or erased). Customers
+    * `/problems/unknown-customer`: no such customer (never existed, or erased, or outside
+      the caller's data scope). Customers
       interactions has not heard of yet (created moments ago) are confirmed with customer360,
       up to 20 per batch; a `503` means it could not be asked, and nothing was stored.
 
@@ -106,7 +107,7 @@ async def ingest_interactions(
     `rapport.interaction.behaviour_recorded.v1` per customer per batch.
     """
     results = await service.ingest(
-        session, request.app.state.customer_resolver, body.source, body.events
+        session, request.app.state.customer_resolver, body.source, body.events, principal
     )
     counts = {s: sum(1 for r in results if r.status == s) for s in ("stored", "duplicate", "error")}
     return BatchResult(
