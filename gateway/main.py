@@ -25,6 +25,7 @@ from gateway import openapi
 from gateway.auth import admin as auth_admin
 from gateway.config import Settings
 from gateway.edge import EdgeMiddleware
+from gateway.headers import SecurityHeadersMiddleware
 from gateway.outbound import endpoints as outbound_endpoints
 from gateway.routes import PUBLIC_PREFIX
 from gateway.state import StateSlot, gateway_lifespan
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscriptions=subscriptions,
         authenticated=False,
         middleware=[
+            Middleware(SecurityHeadersMiddleware),
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
 from shared.auth import Principal
+from shared.errors import NotFound
 from shared.events import (
     CustomerCreated,
     CustomerErased,
@@ -41,6 +42,7 @@ __all__ = [
     "PII_SCOPE",
     "customer_scope_table",
     "data_scope",
+    "ensure_customer_visible",
     "follow_customer_scope",
     "mask_email",
     "mask_phone",
@@ -105,6 +107,26 @@ def visible_customers(
     return customer_id.in_(
         select(scope.c.customer_id).where(data_scope(principal, scope.c.owner_id, scope.c.team_id))
     )
+
+
+async def ensure_customer_visible(
+    session: AsyncSession, principal: Principal, customer_id: Any, scope: Table
+) -> None:
+    """404 (not 403: existence is not revealed) unless ``customer_id`` is within the
+    principal's data scope, as ``scope`` knows it — for writes that attach a new record to a
+    customer (an order, a ticket…), which no row-level filter guards.
+
+    A scoped caller's customer created moments ago is refused until its
+    ``customer.created`` event has reached ``scope``; ``all`` is never refused here."""
+    if principal.scope_mode == "all":
+        return
+    visible = await session.scalar(
+        select(visible_customers(principal, scope.c.customer_id, scope))
+        .select_from(scope)
+        .where(scope.c.customer_id == customer_id)
+    )
+    if not visible:
+        raise NotFound(f"customer {customer_id} does not exist")
 
 
 def follow_customer_scope(subscriptions: Subscriptions, scope: Table) -> None:

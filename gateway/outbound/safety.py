@@ -9,6 +9,11 @@ every connection, inside the resolver the HTTP client connects through — so a 
 resolves to a public address when saved and to ``10.0.0.5`` later (DNS rebinding) is still
 refused, and the address checked is the address connected to. Literal IP hosts skip DNS and
 are checked before the request.
+
+IPv6 addresses that carry an IPv4 address (IPv4-mapped and -compatible, NAT64 ``64:ff9b::/96``,
+6to4 ``2002::/16``, Teredo, SIIT ``::ffff:0:0:0/96``) must have a public IPv4 inside too, and
+RFC 8215's local-use NAT64 prefix ``64:ff9b:1::/48`` is never public: Python 3.11 calls
+``64:ff9b::a9fe:a9fe`` global, but a NAT64 gateway delivers it to ``169.254.169.254``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,27 @@ from aiohttp.resolver import DefaultResolver
 __all__ = ["AddressPolicy", "GuardedResolver", "UnsafeAddress"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: IPv6 prefixes whose last 32 bits are an IPv4 address a translator may connect to.
+_EMBEDDING_V4 = tuple(
+    ipaddress.IPv6Network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96")
+)
+#: Not global although Python 3.11 says so: RFC 8215's local-use NAT64 prefix.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to through a translator or tunnel."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    found: list[ipaddress.IPv4Address] = []
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if any(address in network for network in _EMBEDDING_V4):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
 
 
 class UnsafeAddress(OSError):
@@ -52,7 +78,13 @@ class AddressPolicy:
                 self.hosts.add(entry.lower().rstrip("."))
 
     def address_allowed(self, address: IPAddress) -> bool:
-        return address.is_global or any(address in n for n in self.networks)
+        if any(address in n for n in self.networks):
+            return True
+        if isinstance(address, ipaddress.IPv6Address) and address in _LOCAL_NAT64:
+            return False
+        return address.is_global and all(
+            self.address_allowed(inner) for inner in _embedded_ipv4(address)
+        )
 
     def check_address(self, host: str, address: str) -> None:
         ip = _ip(address)

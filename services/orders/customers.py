@@ -7,8 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders.models.base import customer_scope
 from shared.auth import Principal
-from shared.errors import NotFound
-from shared.privacy import visible_customers
+from shared.privacy import ensure_customer_visible, visible_customers
 
 
 async def is_visible(session: AsyncSession, principal: Principal, customer_id: UUID) -> bool:
@@ -25,5 +24,4 @@ async def is_visible(session: AsyncSession, principal: Principal, customer_id: U
 
 async def ensure_visible(session: AsyncSession, principal: Principal, customer_id: UUID) -> None:
     """404 (not 403: existence is not revealed) for a customer outside the caller's scope."""
-    if not await is_visible(session, principal, customer_id):
-        raise NotFound(f"customer {customer_id} does not exist")
+    await ensure_customer_visible(session, principal, customer_id, customer_scope)

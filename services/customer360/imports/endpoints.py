@@ -78,7 +78,8 @@ async def import_customers(
     `external_ids`, `custom_fields`.
 
     A row whose e-mail, phone or external id already belongs to a customer updates that
-    customer (lists are added to); other rows create customers. Bad rows are listed at
+    customer (lists are added to) — if it is within your data scope; otherwise the row fails,
+    as creating it would (`409`). Other rows create customers. Bad rows are listed at
     `GET /imports/{id}/errors` and never stop the good ones; a file that is not UTF-8, has no
     header or lacks required columns, or mixes delimiters is refused at once with `400`.
     Follow progress at the `Location` header.
@@ -103,6 +104,7 @@ async def import_customers(
         delimiter,
         principal.subject,
         request.app.state.settings.default_phone_region,
+        principal,
     )
     response.headers["Location"] = f"/imports/{job.id}"
     return _visible(job, principal)

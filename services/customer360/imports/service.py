@@ -36,9 +36,11 @@ from services.customer360.models import (
     ImportJob,
     ImportRowError,
 )
+from shared.auth import Principal
 from shared.db import Database, driver_connection
 from shared.events import CustomerCreated, CustomerUpdated, Event
 from shared.messaging import copy_envelopes, publish
+from shared.privacy import data_scope
 
 __all__ = ["CHUNK_ROWS", "apply_chunk", "fail_interrupted", "run_job"]
 
@@ -108,9 +110,17 @@ class _KeyRace(Exception):
 
 
 async def apply_chunk(
-    session: AsyncSession, job_id: UUID, actor: str, chunk: Chunk
+    session: AsyncSession,
+    job_id: UUID,
+    actor: str,
+    chunk: Chunk,
+    scope: Principal | None = None,
 ) -> tuple[int, int, int]:
-    """Apply one chunk; returns (created, updated, failed)."""
+    """Apply one chunk; returns (created, updated, failed).
+
+    With ``scope`` (the uploader), a row whose identity keys belong to a customer outside
+    that principal's data scope fails instead of updating it — as creating that customer
+    through the API would (``409``): an import is no way around the data scope."""
     now = datetime.now(UTC)
     errors = [e for item in chunk if isinstance(item, list) for e in item]
     failed_rows = {e.number for e in errors}
@@ -129,6 +139,18 @@ async def apply_chunk(
             )
         ).all()
     }
+    visible = set(current)
+    if scope is not None and scope.scope_mode != "all" and current:
+        visible = set(
+            (
+                await session.scalars(
+                    select(Customer.id).where(
+                        Customer.id.in_(visible),
+                        data_scope(scope, Customer.owner_id, Customer.team_id),
+                    )
+                )
+            ).all()
+        )
     new: dict[UUID, dict[str, Any]] = {}
     changed: dict[UUID, dict[str, Any]] = {}
     claims: dict[tuple[str, str], UUID] = {}
@@ -139,6 +161,12 @@ async def apply_chunk(
         if len(ids) > 1:
             errors.append(
                 RowError(row.number, None, "its identity keys belong to different customers")
+            )
+            failed_rows.add(row.number)
+            continue
+        if ids and not ids <= visible | set(new):
+            errors.append(
+                RowError(row.number, None, "its identity keys belong to another customer")
             )
             failed_rows.add(row.number)
             continue
@@ -300,8 +328,10 @@ async def run_job(
     delimiter: str,
     actor: str,
     default_region: str | None = None,
+    scope: Principal | None = None,
 ) -> None:
-    """Import the spooled file chunk by chunk, then delete it; mark the job done or failed."""
+    """Import the spooled file chunk by chunk, then delete it; mark the job done or failed.
+    ``scope``: the uploader, whose data scope bounds which customers rows may update."""
     try:
         async with database.session() as session:
             fields = {
@@ -323,7 +353,7 @@ async def run_job(
                 for attempt in range(3):
                     try:
                         async with database.session() as session:
-                            await apply_chunk(session, job_id, actor, chunk)
+                            await apply_chunk(session, job_id, actor, chunk, scope)
                         break
                     except _KeyRace:
                         if attempt == 2:

@@ -84,7 +84,7 @@ class CustomerResolver:
                 problem = f"{exc.__class__.__name__}: {exc}"
             else:
                 if response.status_code in (200, 201):
-                    return UUID(response.json()["customer_id"])
+                    return _customer_id(response)
                 if response.status_code in (404, 422):
                     return None
                 problem = f"customer360 answered {response.status_code}"
@@ -115,6 +115,18 @@ class CustomerResolver:
         if response.status_code == 200:
             return True
         raise ResolverUnavailable(f"customer360 answered {response.status_code}")
+
+
+def _customer_id(response: httpx.Response) -> UUID:
+    """The ``customer_id`` of a resolve answer, which must be a JSON object naming a UUID:
+    anything else is customer360 failing, not a customer."""
+    try:
+        body = response.json()
+        return UUID(str(body["customer_id"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ResolverUnavailable(
+            f"customer360 answered {response.status_code} without a valid customer_id"
+        ) from exc
 
 
 _current: CustomerResolver | None = None

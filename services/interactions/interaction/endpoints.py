@@ -18,10 +18,12 @@ from services.interactions.interaction.schemas import (
     InteractionRead,
     Kind,
 )
+from services.interactions.models.base import customer_scope
 from shared.auth import PrincipalDep, require_scopes
 from shared.db import SessionDep
 from shared.errors import BadRequest, NotFound, problem_responses
 from shared.pagination import CursorDep, CursorPage
+from shared.privacy import ensure_customer_visible
 
 router = APIRouter(tags=["interactions"])
 
@@ -33,11 +35,15 @@ router = APIRouter(tags=["interactions"])
     dependencies=[Depends(require_scopes("interactions:write"))],
     responses={
         200: {"model": InteractionRead, "description": "Its `event_id` was stored before"},
-        **problem_responses(401, 403, 413, 422, 503),
+        **problem_responses(401, 403, 404, 413, 422, 503),
     },
 )
 async def record_interaction(
-    body: InteractionCreate, session: SessionDep, response: Response, request: Request
+    body: InteractionCreate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    response: Response,
+    request: Request,
 ) -> InteractionRead:
     """Record one touchpoint with a customer: a call, an e-mail, an SMS, a chat, a social
     mention/comment/like/share, a meeting or visit, a note, an e-mail platform event, or web/app
@@ -46,7 +52,7 @@ async def record_interaction(
     `occurred_at` is when it happened (send it with a UTC offset); leave it out to use the time
     of the request. Times before 1970 or more than 5 minutes ahead are refused. An unknown
     customer is a `422` (`unknown-customer`); one created moments ago is confirmed with
-    customer360 (`503` if it cannot be asked).
+    customer360 (`503` if it cannot be asked); one outside the caller's data scope is a `404`.
 
     With an `event_id` the request is idempotent: repeating it answers `200` with the
     interaction stored the first time.
@@ -54,6 +60,7 @@ async def record_interaction(
     Publishes `rapport.interaction.recorded.v1` once stored (behaviour kinds publish
     `rapport.interaction.behaviour_recorded.v1` instead).
     """
+    await ensure_customer_visible(session, principal, body.customer_id, customer_scope)
     interaction, created = await service.record_interaction(
         session, request.app.state.customer_resolver, body
     )
@@ -69,7 +76,7 @@ async def record_interaction(
     responses=problem_responses(401, 403, 413, 503),
 )
 async def ingest_interactions(
-    body: BatchRequest, session: SessionDep, request: Request
+    body: BatchRequest, session: SessionDep, principal: PrincipalDep, request: Request
 ) -> BatchResult:
     """High-volume ingest (behaviour tracking, partner imports): up to 1,000 events, each
     shaped like the body of `POST /interactions` plus an optional `event_id`, in one request
@@ -84,7 +91,8 @@ async def ingest_interactions(
     * `/problems/validation-failed`: wrong or missing fields, an unknown enum value, a time
       before 1970 or more than 5 minutes ahead, an oversize text, metadata that does not fit
       the kind;
-    * `/problems/unknown-customer`: no such customer (never existed, or erased). Customers
+    * `/problems/unknown-customer`: no such customer (never existed, or erased, or outside
+      the caller's data scope). Customers
       interactions has not heard of yet (created moments ago) are confirmed with customer360,
       up to 20 per batch; a `503` means it could not be asked, and nothing was stored.
 
@@ -99,7 +107,7 @@ async def ingest_interactions(
     `rapport.interaction.behaviour_recorded.v1` per customer per batch.
     """
     results = await service.ingest(
-        session, request.app.state.customer_resolver, body.source, body.events
+        session, request.app.state.customer_resolver, body.source, body.events, principal
     )
     counts = {s: sum(1 for r in results if r.status == s) for s in ("stored", "duplicate", "error")}
     return BatchResult(

@@ -24,6 +24,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.interactions.interaction.customers import CustomerResolver, ResolverUnavailable
@@ -34,11 +35,13 @@ from services.interactions.interaction.schemas import (
     ItemProblem,
     ItemResult,
 )
-from services.interactions.models import Interaction
+from services.interactions.models import Interaction, customer_scope
+from shared.auth import Principal
 from shared.errors import NotFound, ServiceUnavailable, UnprocessableEntity
 from shared.events import Event, InteractionRecorded
 from shared.events.catalog import BehaviourRecorded
 from shared.messaging import publish
+from shared.privacy import visible_customers
 
 __all__ = [
     "UnknownCustomer",
@@ -244,10 +247,15 @@ async def known_customers(
 
 
 async def ingest(
-    session: AsyncSession, resolver: CustomerResolver, source: str, raw: Sequence[Any]
+    session: AsyncSession,
+    resolver: CustomerResolver,
+    source: str,
+    raw: Sequence[Any],
+    principal: Principal | None = None,
 ) -> list[ItemResult]:
-    """``POST /interactions:batch``: validate each item, refuse unknown customers, store the
-    rest in one statement. Results by index, in the order sent."""
+    """``POST /interactions:batch``: validate each item, refuse unknown customers — and, with
+    a scoped ``principal``, customers outside its data scope, reported alike so existence is
+    not revealed — and store the rest in one statement. Results by index, in the order sent."""
     valid, results = validate_items(raw)
     try:
         known = await known_customers(session, resolver, (d.customer_id for _, d in valid))
@@ -255,6 +263,17 @@ async def ingest(
         raise ServiceUnavailable(
             f"cannot check the customers with customer360: {exc}", headers={"Retry-After": "5"}
         ) from None
+    if principal is not None and principal.scope_mode != "all" and known:
+        known = set(
+            (
+                await session.scalars(
+                    select(customer_scope.c.customer_id).where(
+                        customer_scope.c.customer_id.in_(known),
+                        visible_customers(principal, customer_scope.c.customer_id, customer_scope),
+                    )
+                )
+            ).all()
+        )
     accepted: dict[int, InteractionCreate] = {}
     for index, data in valid:
         if data.customer_id in known:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from services.interactions.models import SurveyResponse
-from services.interactions.models.base import Base
+from services.interactions.models.base import Base, customer_scope
 from services.interactions.survey.nps import nps_score
 from services.interactions.survey.repository import SurveyRepository
 from services.interactions.survey.schemas import (
@@ -22,6 +22,7 @@ from shared.errors import UnprocessableEntity, problem_responses
 from shared.events import SurveyAnswered
 from shared.idempotency import IdempotencyKeyHeader, claim_key
 from shared.messaging import publish
+from shared.privacy import ensure_customer_visible
 
 router = APIRouter(prefix="/surveys", tags=["surveys"])
 
@@ -33,7 +34,7 @@ _IDEMPOTENCY = Base.metadata.tables["interactions.idempotency_key"]
     status_code=status.HTTP_201_CREATED,
     summary="Record a survey answer",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses=problem_responses(401, 403, 413, 422),
+    responses=problem_responses(401, 403, 404, 413, 422),
 )
 async def record_response(
     body: SurveyResponseCreate,
@@ -44,9 +45,11 @@ async def record_response(
 ) -> SurveyResponseRead:
     """Record a customer's CSAT (score 1-5) or NPS (score 0-10) answer, optionally about a
     ticket or an order. A score outside the survey's range answers `422` pointing at
-    `/body/score`. With an `Idempotency-Key`, a retry returns the first answer.
+    `/body/score`. With an `Idempotency-Key`, a retry returns the first answer. A customer
+    outside the caller's data scope is a `404`.
 
     Publishes `rapport.interaction.survey_answered.v1`."""
+    await ensure_customer_visible(session, principal, body.customer_id, customer_scope)
     claim = await claim_key(
         session,
         _IDEMPOTENCY,

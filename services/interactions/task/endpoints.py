@@ -5,7 +5,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 
-from services.interactions.models.base import Base
+from services.interactions.models.base import Base, customer_scope
 from services.interactions.task import service
 from services.interactions.task.dependencies import LockedTaskDep, TaskDep
 from services.interactions.task.repository import TaskFilter, TaskRepository
@@ -16,6 +16,7 @@ from shared.errors import problem_responses, raise_if_invalid
 from shared.etag import ETAG_RESPONSE, IfMatch
 from shared.idempotency import IdempotencyKeyHeader, claim_key
 from shared.pagination import CursorDep, CursorPage
+from shared.privacy import ensure_customer_visible
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -35,7 +36,7 @@ def _with_etag(response: Response, task: Any) -> None:
     status_code=status.HTTP_201_CREATED,
     summary="Create a follow-up task",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={201: ETAG_RESPONSE, **problem_responses(401, 403, 413, 422)},
+    responses={201: ETAG_RESPONSE, **problem_responses(401, 403, 404, 413, 422)},
 )
 async def create_task(
     body: TaskCreate,
@@ -46,7 +47,9 @@ async def create_task(
 ) -> TaskRead:
     """Create a follow-up for a customer, due at `due_at` (with a UTC offset). When it falls
     due the scheduler publishes `rapport.interaction.task_due.v1` once. With an
-    `Idempotency-Key`, a retry returns the first answer."""
+    `Idempotency-Key`, a retry returns the first answer. A customer outside the caller's
+    data scope is a `404`."""
+    await ensure_customer_visible(session, principal, body.customer_id, customer_scope)
     claim = await claim_key(
         session,
         _IDEMPOTENCY,

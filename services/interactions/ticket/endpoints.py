@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from services.interactions.models import SlaPolicy
-from services.interactions.models.base import Base
+from services.interactions.models.base import Base, customer_scope
 from services.interactions.ticket import service
 from services.interactions.ticket.dependencies import LockedTicketDep, TicketDep
 from services.interactions.ticket.repository import TicketFilter, TicketRepository
@@ -30,6 +30,7 @@ from shared.errors import NotFound, UnprocessableEntity, problem_responses
 from shared.etag import ETAG_RESPONSE, IfMatch
 from shared.idempotency import IdempotencyKeyHeader, claim_key
 from shared.pagination import CursorDep, CursorPage
+from shared.privacy import ensure_customer_visible
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
 
@@ -49,7 +50,7 @@ def _with_etag(response: Response, ticket: Any) -> None:
     status_code=status.HTTP_201_CREATED,
     summary="Open a ticket",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={201: ETAG_RESPONSE, **problem_responses(401, 403, 413, 422)},
+    responses={201: ETAG_RESPONSE, **problem_responses(401, 403, 404, 413, 422)},
 )
 async def open_ticket(
     body: TicketCreate,
@@ -60,9 +61,11 @@ async def open_ticket(
 ) -> TicketRead:
     """Open a support ticket for a customer. Its first-response and resolution due times
     come from the SLA policy of its priority (business hours honoured when the policy has
-    them). With an `Idempotency-Key`, a retry returns the first answer.
+    them). With an `Idempotency-Key`, a retry returns the first answer. A customer outside
+    the caller's data scope is a `404`.
 
     Publishes `rapport.interaction.ticket_opened.v1`."""
+    await ensure_customer_visible(session, principal, body.customer_id, customer_scope)
     claim = await claim_key(
         session,
         _IDEMPOTENCY,

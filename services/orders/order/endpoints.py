@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from services.orders.customers import ensure_visible
 from services.orders.models import Order
 from services.orders.models.base import Base, customer_scope
 from services.orders.order import service
@@ -52,7 +53,7 @@ async def _visible_order(
     status_code=status.HTTP_201_CREATED,
     summary="Place an order",
     dependencies=_WRITE,
-    responses=problem_responses(400, 401, 403, 409, 413, 422),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 422),
 )
 async def create_order(
     body: OrderCreate,
@@ -67,8 +68,10 @@ async def create_order(
     Every product must be priced in the order's currency; amounts with more decimals than
     the currency has are refused. A partner's `source` + `external_id` names one order: a
     repeat answers `409` with `existing_order_id`. With an `Idempotency-Key`, a retry
-    returns the first answer. Publishes `rapport.order.placed.v1`.
+    returns the first answer. A customer outside the caller's data scope is a `404`.
+    Publishes `rapport.order.placed.v1`.
     """
+    await ensure_visible(session, principal, body.customer_id)
     claim = await claim_key(
         session,
         _IDEMPOTENCY,

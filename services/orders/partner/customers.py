@@ -77,7 +77,12 @@ class CustomerResolver:
                 f"customer360 unreachable: {type(exc).__name__}"
             ) from exc
         if response.status_code in (200, 201):
-            return UUID(response.json()["customer_id"])
+            try:
+                return UUID(str(response.json()["customer_id"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CustomerServiceUnavailable(
+                    f"customer360 answered {response.status_code} without a valid customer_id"
+                ) from exc
         if response.status_code in (400, 404, 422):
             try:
                 detail = response.json().get("detail") or response.text
