@@ -287,8 +287,11 @@ class ConsumerRunner:
                     outcomes = []
                     for index, (record, envelope, handler) in enumerate(group):
                         failed_at = index
-                        with self._span(record, envelope):
-                            outcomes.append(await self._apply_in(session, handler, envelope))
+                        with self._span(record, envelope) as span:
+                            outcome = await self._apply_in(session, handler, envelope)
+                            if span is not None:
+                                span.set_attribute("rapport.outcome", outcome)
+                            outcomes.append(outcome)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
