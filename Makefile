@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint format migrate bench kafka clean
+.PHONY: install run test lint format migrate bench kafka fuzz clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ migrate: $(STAMP)
 ## Benchmarks; figures and ratios are printed, nothing is asserted.
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+## Contract fuzzing (schemathesis) of every service's OpenAPI and the gateway's merged one;
+## FUZZ_EXAMPLES per operation and phase, plus the coverage phase (the normal test run: 5,
+## no coverage phase). Prints examples run per spec and the known deviations met.
+FUZZ_EXAMPLES ?= 50
+fuzz: $(STAMP)
+	RAPPORT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) RAPPORT_FUZZ_COVERAGE=1 $(BIN)/pytest -p no:cacheprovider --show-capture=no tests/fuzz
 
 ## Real Apache Kafka (single-node KRaft, jars from Maven Central) on :9092 until Ctrl-C.
 kafka: $(STAMP)
