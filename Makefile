@@ -46,7 +46,7 @@ bench: $(STAMP)
 ## no coverage phase). Prints examples run per spec and the known deviations met.
 FUZZ_EXAMPLES ?= 50
 fuzz: $(STAMP)
-	RAPPORT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) RAPPORT_FUZZ_COVERAGE=1 $(BIN)/pytest -p no:cacheprovider --show-capture=no tests/fuzz
+	RAPPORT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) RAPPORT_FUZZ_COVERAGE=1 $(BIN)/pytest -p no:cacheprovider --timeout=0 --show-capture=no tests/fuzz
 
 ## Real Apache Kafka (single-node KRaft, jars from Maven Central) on :9092 until Ctrl-C.
 kafka: $(STAMP)

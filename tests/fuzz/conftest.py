@@ -148,8 +148,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     terminalreporter.section("contract fuzzing")
     for spec, count in sorted(stack.examples.items()):
-        terminalreporter.write_line(f"{spec:<14} {count:>7} examples run")
-    terminalreporter.write_line(f"{'total':<14} {sum(stack.examples.values()):>7} examples run")
+        terminalreporter.write_line(f"{spec:<24} {count:>7} examples run")
+    terminalreporter.write_line(f"{'total':<24} {sum(stack.examples.values()):>7} examples run")
     if stack.known:
         terminalreporter.write_line(
             "known contract deviations met (not failed; RAPPORT_FUZZ_STRICT=1):"

@@ -17,6 +17,7 @@ import os
 import re
 from typing import Any, get_args
 
+import hypothesis
 import pytest
 import schemathesis
 from pydantic_core.core_schema import ErrorType
@@ -218,7 +219,10 @@ def _known_deviation(failure: Exception, case: AnyCase, response: Response) -> s
 
 def _run(stack: Stack, spec: str, case: AnyCase) -> None:
     stack.examples[spec] = stack.examples.get(spec, 0) + 1
-    response = case.call()
+    _validate(stack, case, case.call())
+
+
+def _validate(stack: Stack, case: AnyCase, response: Response) -> None:
     try:
         case.validate_response(response, excluded_checks=REPLACED, additional_checks=ADDED)
     except FailureGroup as group:
@@ -262,3 +266,35 @@ def test_segmentation(case: AnyCase, stack: Stack) -> None:
 @schemathesis.pytest.from_fixture("gateway").parametrize()
 def test_gateway(case: AnyCase, stack: Stack) -> None:
     _run(stack, "gateway", case)
+
+
+#: Steps per stateful scenario and scenarios per spec (``make fuzz`` scales with the examples).
+STATEFUL_SCENARIOS = max(3, EXAMPLES // 2)
+
+
+@pytest.mark.parametrize(
+    "spec", ["customer360", "interactions", "orders", "segmentation", "gateway"]
+)
+def test_stateful(spec: str, request: pytest.FixtureRequest, stack: Stack) -> None:
+    """Sequences along the links schemathesis infers (Location headers, ids a response
+    returns and another operation takes): create, then read, update, act on, delete it."""
+    schema = request.getfixturevalue(spec)
+    base = schema.as_state_machine()
+    label = f"{spec} (stateful)"
+
+    class Machine(base):  # type: ignore[misc,valid-type]
+        def validate_response(
+            self, response: Response, case: AnyCase, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
+            stack.examples[label] = stack.examples.get(label, 0) + 1
+            _validate(stack, case, response)
+
+    Machine.run(
+        settings=hypothesis.settings(
+            max_examples=STATEFUL_SCENARIOS,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+    )
