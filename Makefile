@@ -44,7 +44,7 @@ bench: $(STAMP)
 ## Contract fuzzing (schemathesis) of every service's OpenAPI and the gateway's merged one;
 ## FUZZ_EXAMPLES per operation and phase, plus the coverage phase (the normal test run: 5,
 ## no coverage phase). Prints examples run per spec and the known deviations met.
-FUZZ_EXAMPLES ?= 50
+FUZZ_EXAMPLES ?= 20
 fuzz: $(STAMP)
 	RAPPORT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) RAPPORT_FUZZ_COVERAGE=1 $(BIN)/pytest -p no:cacheprovider --timeout=0 --show-capture=no tests/fuzz
 

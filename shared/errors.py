@@ -291,9 +291,13 @@ def _allowed_methods(request: Request) -> str:
     """Every method the resource supports (RFC 9110 §10.2.1): Starlette's 405 names only the
     first route whose path matched, while e.g. ``GET`` and ``POST /segments`` are two routes."""
     methods: set[str] = set()
+    resource: str | None = None  # the path template Starlette picked (the first that matched)
     for route in _leaf_routes(request.app.router.routes):
         route_methods = getattr(route, "methods", None)
-        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+        if not route_methods or route.matches(request.scope)[0] is Match.NONE:
+            continue
+        resource = resource or route.path
+        if route.path == resource:  # not ``/customers/{id}`` for ``/customers/{id}:merge``
             methods |= route_methods
     return ", ".join(sorted(methods))
 

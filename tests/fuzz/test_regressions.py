@@ -29,6 +29,11 @@ def test_405_allow_names_every_method_of_the_resource(stack: Stack) -> None:
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, POST"
     assert response.json()["type"] == "/problems/method-not-allowed"
+    # ``/customers/{id}:merge`` also matches ``/customers/{id}``; its Allow is its own.
+    merge = f"{stack.urls['customer360']}/customers/{uuid4()}:merge"
+    response = httpx.request("PUT", merge, headers=ALL)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
 
 
 def test_care_plan_due_time_is_documented_as_a_local_time(stack: Stack) -> None:
