@@ -24,6 +24,7 @@ Error tree::
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -290,16 +291,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def _allowed_methods(request: Request) -> str:
     """Every method the resource supports (RFC 9110 §10.2.1): Starlette's 405 names only the
     first route whose path matched, while e.g. ``GET`` and ``POST /segments`` are two routes."""
-    methods: set[str] = set()
-    resource: str | None = None  # the path template Starlette picked (the first that matched)
+    matching: dict[str, set[str]] = {}
     for route in _leaf_routes(request.app.router.routes):
         route_methods = getattr(route, "methods", None)
-        if not route_methods or route.matches(request.scope)[0] is Match.NONE:
-            continue
-        resource = resource or route.path
-        if route.path == resource:  # not ``/customers/{id}`` for ``/customers/{id}:merge``
-            methods |= route_methods
-    return ", ".join(sorted(methods))
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            matching.setdefault(route.path, set()).update(route_methods)
+    if not matching:
+        return ""
+    # The most specific template is the resource: ``/tasks/{id}:complete``, not ``/tasks/{id}``.
+    resource = max(matching, key=lambda path: len(re.sub(r"\{[^}]*\}", "", path)))
+    return ", ".join(sorted(matching[resource]))
 
 
 def _leaf_routes(routes: Sequence[Any]) -> Iterator[Any]:
