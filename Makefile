@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint format migrate bench chaos kafka clean
+.PHONY: install run test lint format migrate bench chaos fuzz kafka clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ bench: $(STAMP)
 ROUNDS ?= 20
 chaos: $(STAMP)
 	CHAOS_ROUNDS=$(ROUNDS) $(BIN)/pytest -q -s tests/chaos
+
+## Contract fuzzing (schemathesis) of every service's OpenAPI and the gateway's merged one;
+## FUZZ_EXAMPLES per operation and phase, plus the coverage phase (the normal test run: 5,
+## no coverage phase). Prints examples run per spec and the known deviations met.
+FUZZ_EXAMPLES ?= 40
+fuzz: $(STAMP)
+	RAPPORT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) RAPPORT_FUZZ_COVERAGE=1 $(BIN)/pytest -p no:cacheprovider --timeout=0 --show-capture=no tests/fuzz
 
 ## Real Apache Kafka (single-node KRaft, jars from Maven Central) on :9092 until Ctrl-C.
 kafka: $(STAMP)

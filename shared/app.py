@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.middleware import Middleware
 
 from shared import tracing
@@ -194,7 +194,12 @@ def create_app(
             503, "not-ready", "a dependency is unreachable", extensions={"checks": checks}
         )
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,  # documents text/plain (the exposition format)
+    )
     async def prometheus_metrics() -> Response:
         return metrics_response()
 

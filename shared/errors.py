@@ -24,7 +24,8 @@ Error tree::
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -32,7 +33,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 __all__ = [
     "PROBLEM_JSON",
@@ -279,9 +282,51 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail: str | None = exc.detail if isinstance(exc.detail, str) else None
     if detail == HTTPStatus(exc.status_code).phrase:
         detail = None
-    return problem_response(
-        exc.status_code, slug, detail, request=request, headers=getattr(exc, "headers", None)
-    )
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return problem_response(exc.status_code, slug, detail, request=request, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the resource supports (RFC 9110 §10.2.1): Starlette's 405 names only the
+    first route whose path matched, while e.g. ``GET`` and ``POST /segments`` are two routes."""
+    matching: dict[str, set[str]] = {}
+    for route in _leaf_routes(request.app.router.routes):
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            matching.setdefault(route.path, set()).update(route_methods)
+    if not matching:
+        return ""
+    # The most specific template is the resource: ``/tasks/{id}:complete``, not ``/tasks/{id}``.
+    resource = max(matching, key=lambda path: len(re.sub(r"\{[^}]*\}", "", path)))
+    return ", ".join(sorted(matching[resource]))
+
+
+def _leaf_routes(routes: Sequence[Any]) -> Iterator[Any]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI's include_router wrapper
+        if included is not None:
+            yield from _leaf_routes(included.routes)
+        else:
+            yield route
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # PostgreSQL text cannot hold U+0000: a client's NUL is a client mistake, not a 500
+    # (the statement failed, so nothing was written).
+    assert isinstance(exc, DBAPIError)
+    if getattr(exc.orig, "sqlstate", None) == _CHARACTER_NOT_IN_REPERTOIRE:
+        return problem_response(
+            422,
+            UnprocessableEntity.slug,
+            "Text must not contain NUL (U+0000) characters.",
+            request=request,
+        )
+    return await _unhandled(request, exc)
+
+
+_CHARACTER_NOT_IN_REPERTOIRE = "22021"
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
@@ -296,6 +341,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RapportError, _rapport_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unhandled)
 
 

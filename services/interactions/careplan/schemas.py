@@ -8,7 +8,19 @@ from datetime import date, datetime, time
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+
+#: A time of day without an offset: JSON Schema's ``format: time`` (RFC 3339) demands one.
+LocalTime = Annotated[
+    time,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$",
+            "examples": ["09:00"],
+        }
+    ),
+]
 
 RuleType = Literal["birthday", "holiday", "periodic_revisit", "post_purchase", "low_csat"]
 
@@ -43,7 +55,7 @@ class _RuleBase(BaseModel):
     task_title: str | None = Field(
         default=None, min_length=1, max_length=200, description="Default: by rule type."
     )
-    due_time: time = Field(
+    due_time: LocalTime = Field(
         default=time(9, 0),
         description="Local time of day (the customer's timezone, UTC when unknown) the task "
         "falls due on the occasion's date.",
@@ -185,7 +197,7 @@ class RuleRead(BaseModel):
     assign_to: str
     assignee_id: str | None
     task_title: str | None
-    due_time: time
+    due_time: LocalTime
     every_days: int | None
     days_after: int | None
     csat_threshold: int | None
