@@ -3,7 +3,7 @@
 Every field of :class:`shared.settings.RapportSettings` is one row ``RAPPORT_<NAME>`` (each
 part also reads ``<PART>_<NAME>`` first); a field a part adds, or whose default it changes,
 is one row ``<PART>_<NAME>``. ``python -m tests.deploy.config_table`` prints the table, with
-the meanings taken from the ``#:`` comments above the fields (fill in the ones missing);
+the meanings taken from the ``#:`` comments above the fields (it refuses fields without one);
 tests/deploy/test_configuration.py fails when a setting is missing from the README, or its
 default there is not the default in the code.
 """
@@ -16,12 +16,15 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticUndefined
 
 from shared.parts import PARTS, load
 from shared.settings import RapportSettings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 #: The unprefixed names also read for these fields.
 UNPREFIXED = {"database_url": "DATABASE_URL", "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS"}
@@ -97,11 +100,35 @@ def expected_rows() -> list[Row]:
     return rows
 
 
+def readme_rows() -> dict[str, tuple[str, str]]:
+    """variable → (default, meaning) of the table under ``## Configuration``."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, tuple[str, str]] = {}
+    for line in section.splitlines():
+        match = re.fullmatch(r"\| `([A-Z0-9_]+)` \| (.+?) \| (.+) \|", line)
+        if match:
+            variable, default, meaning = match.groups()
+            assert variable not in rows, f"{variable} twice in the README"
+            rows[variable] = (default.strip("`"), meaning)
+    return rows
+
+
 def markdown(rows: list[Row]) -> str:
+    """The table. A setting's meaning is its ``#:`` comment, else what the README says now;
+    a setting with neither is refused (every row needs a meaning)."""
+    documented = readme_rows()
+    meanings = {
+        row.variable: row.meaning.strip() or documented.get(row.variable, ("", ""))[1].strip()
+        for row in rows
+    }
+    undescribed = [variable for variable, meaning in meanings.items() if not meaning]
+    if undescribed:
+        raise ValueError(f"add a #: comment above: {', '.join(undescribed)}")
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for row in rows:
         default = "—" if row.default == "—" else f"`{row.default}`"
-        lines.append(f"| `{row.variable}` | {default} | {row.meaning or 'TODO'} |")
+        lines.append(f"| `{row.variable}` | {default} | {meanings[row.variable]} |")
     return "\n".join(lines) + "\n"
 
 
