@@ -1,6 +1,12 @@
 """Kafka plumbing: the transactional outbox, its relay, the inbox and the consumer runner."""
 
-from shared.messaging.consumer import ConsumerRunner, Handler, Subscriptions
+from shared.messaging.consumer import (
+    CommitHook,
+    ConsumerRunner,
+    Handler,
+    Subscriptions,
+    deferred,
+)
 from shared.messaging.kafka import Producer, ensure_topics
 from shared.messaging.outbox import (
     OutboxRelay,
@@ -11,12 +17,14 @@ from shared.messaging.outbox import (
 )
 
 __all__ = [
+    "CommitHook",
     "ConsumerRunner",
     "Handler",
     "OutboxRelay",
     "Producer",
     "Subscriptions",
     "copy_envelopes",
+    "deferred",
     "ensure_topics",
     "outbox_tables",
     "publish",

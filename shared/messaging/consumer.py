@@ -20,6 +20,12 @@ a poison message never takes its neighbours down with it. (A handler may thus ru
 once for an event whose group was rolled back; only its database effects are exactly-once,
 as with any retry.)
 
+Work that only needs doing once per transaction (rescoring a customer that three events of a
+group touched, say) can be deferred: a handler adds to :func:`deferred` and a hook registered
+with :meth:`Subscriptions.at_commit` does it once, in the same transaction, after the group's
+last handler. Outside the runner (a handler called directly) :func:`deferred` is ``None`` and
+the handler acts at once, so its effect never depends on who called it.
+
 Failures: a handler error is retried ``max_retries`` times with exponential backoff, then the
 message goes to the group's dead-letter topic (``rapport.dlq.<group>``) with the error in its
 headers, and the partition moves on. An infrastructure error (database unreachable) is not
@@ -53,12 +59,24 @@ from shared.db import Database
 from shared.events import Envelope, EnvelopeError, Event, dead_letter_topic
 from shared.messaging.kafka import Producer
 
-__all__ = ["ConsumerRunner", "Handler", "Subscriptions"]
+__all__ = ["CommitHook", "ConsumerRunner", "Handler", "Subscriptions", "deferred"]
 
 logger = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
+CommitHook = Callable[[AsyncSession, set[Any]], Awaitable[None]]
+
+_DEFERRED = "rapport.deferred"
+
+
+def deferred(session: AsyncSession, hook: CommitHook) -> set[Any] | None:
+    """The set of work ``hook`` will do before ``session`` commits; ``None`` when the session
+    is not the consumer runner's (the caller must then do the work itself, now)."""
+    pending: dict[CommitHook, set[Any]] | None = session.info.get(_DEFERRED)
+    if pending is None:
+        return None
+    return pending.setdefault(hook, set())
 
 
 class Subscriptions:
@@ -70,6 +88,7 @@ class Subscriptions:
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = {}
         self._topics: set[str] = set()
+        self._hooks: list[CommitHook] = []
 
     def on(self, event: type[E]) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -78,6 +97,20 @@ class Subscriptions:
             return handler
 
         return register
+
+    def at_commit(self, hook: CommitHook) -> CommitHook:
+        """Register ``hook``: run once per consumer transaction, after its handlers, with the
+        work they added to :func:`deferred` (skipped when they added none)."""
+        self._hooks.append(hook)
+        return hook
+
+    async def run_deferred(self, session: AsyncSession) -> None:
+        """Run the hooks of the work deferred in ``session`` (the runner calls this)."""
+        pending: dict[CommitHook, set[Any]] = session.info.get(_DEFERRED) or {}
+        for hook in self._hooks:
+            work = pending.pop(hook, None)
+            if work:
+                await hook(session, work)
 
     def handlers(self, event_type: str) -> tuple[Handler, ...]:
         return tuple(self._handlers.get(event_type, ()))
@@ -279,11 +312,13 @@ class ConsumerRunner:
     ) -> None:
         """Apply ``group`` in one transaction. If event k fails, all is rolled back; then the
         events before k are applied again as a group, k alone (retries, dead letter), and the
-        rest as a group — order kept, and one bad event costs its group one extra try."""
+        rest as a group — order kept, and one bad event costs its group one extra try. If the
+        deferred work fails (no event to blame), each event is applied alone."""
         while len(group) > 1:
-            failed_at = 0
+            failed_at: int | None = 0
             try:
                 async with self._database.session() as session:
+                    session.info[_DEFERRED] = {}
                     outcomes = []
                     for index, (record, envelope, handler) in enumerate(group):
                         failed_at = index
@@ -292,9 +327,22 @@ class ConsumerRunner:
                             if span is not None:
                                 span.set_attribute("rapport.outcome", outcome)
                             outcomes.append(outcome)
+                    failed_at = None
+                    await self._subscriptions.run_deferred(session)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if failed_at is None:
+                    logger.info(
+                        "consumer %s: deferred work of a group of %d failed (%s); applying "
+                        "its events one by one",
+                        self.group,
+                        len(group),
+                        exc,
+                    )
+                    for item in group:
+                        await self._process(*item)
+                    return
                 logger.info(
                     "consumer %s: event %d of a group of %d failed (%s); applying it alone",
                     self.group,
@@ -368,7 +416,10 @@ class ConsumerRunner:
 
     async def _apply(self, handler: Handler, envelope: Envelope) -> str:
         async with self._database.session() as session:
-            return await self._apply_in(session, handler, envelope)
+            session.info[_DEFERRED] = {}
+            outcome = await self._apply_in(session, handler, envelope)
+            await self._subscriptions.run_deferred(session)
+            return outcome
 
     async def _apply_in(self, session: AsyncSession, handler: Handler, envelope: Envelope) -> str:
         """Claim the event in the inbox and run its handler, in ``session``'s transaction."""

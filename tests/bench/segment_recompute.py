@@ -11,8 +11,9 @@ alternating, medians of ``BENCH_SEGMENT_ROUNDS`` (default 5). Goals: recompute �
 compiled / hand-written ≤ 1.3.
 
 **Incremental.** segmentation runs as uvicorn processes (consumer, relay) as in production,
-``BENCH_SEGMENT_REPLICAS`` (4) of them in one consumer group: the consumer applies one event
-per transaction, so replicas are how it scales. This process commits ``OrderPlaced`` events
+``BENCH_SEGMENT_REPLICAS`` of them in one consumer group (default: one per core — more only
+compete for the same cores). Each consumer applies the events of a fetch in shared
+transactions and rescores their customers once per transaction. This process commits ``OrderPlaced`` events
 into orders' outbox at ``BENCH_SEGMENT_RATES`` (100/s, then 200/s) for
 ``BENCH_SEGMENT_SECONDS`` (15 s) each, each for a customer whose features need just that order
 to qualify, and orders' relay sends them. A consumer with no group
@@ -59,7 +60,7 @@ ROUNDS = int(os.environ.get("BENCH_SEGMENT_ROUNDS", "5"))
 RATES = [int(r) for r in os.environ.get("BENCH_SEGMENT_RATES", "100,200").split(",")]
 SECONDS = float(os.environ.get("BENCH_SEGMENT_SECONDS", "15"))
 #: segmentation processes (one consumer group: the topics' partitions are split between them)
-REPLICAS = int(os.environ.get("BENCH_SEGMENT_REPLICAS", "4"))
+REPLICAS = int(os.environ.get("BENCH_SEGMENT_REPLICAS", str(os.cpu_count() or 2)))
 CHUNK = 100_000
 SETTLE_S = 12.0
 

@@ -15,7 +15,7 @@ from services.customer360.config import Settings
 from services.customer360.main import create_app
 from services.customer360.models import Customer
 from shared.events import CUSTOMER_TOPIC, CustomerUpdated, Envelope, dead_letter_topic
-from shared.messaging import ConsumerRunner, Producer, Subscriptions
+from shared.messaging import ConsumerRunner, Producer, Subscriptions, deferred
 from tests.shared.kafka_tail import tail
 from tests.support import running
 
@@ -225,3 +225,96 @@ class TestConsumerRunner:
         # 81 events: one by one, 82 transactions (the poison is tried twice). Grouped, a few
         # per fetch from the broker (one when all 81 come in one fetch: 5 transactions).
         assert len({id(s) for s in sessions}) <= 40
+
+    async def test_deferred_work_runs_once_per_transaction_and_a_failing_hook_isolates_events(
+        self, make_settings, infra
+    ):
+        settings = make_settings(Settings)
+        app = create_app(settings)
+        group = f"test-{uuid4().hex[:8]}"
+        subscriptions = Subscriptions()
+        hook_calls: list[list[str]] = []
+
+        @subscriptions.at_commit
+        async def add_tags(session: AsyncSession, tags: set[str]) -> None:
+            hook_calls.append(sorted(tags))
+            if "boom" in tags:
+                raise PoisonError("deferred work that can never succeed")
+            customer = await session.get(Customer, customer_id)
+            assert customer is not None
+            customer.tags = [*customer.tags, *sorted(tags)]
+
+        @subscriptions.on(CustomerUpdated)
+        async def defer_tag(
+            session: AsyncSession, event: CustomerUpdated, envelope: Envelope
+        ) -> None:
+            if event.customer_id != customer_id:
+                return  # earlier tests' events on the same topic
+            pending = deferred(session, add_tags)
+            assert pending is not None, "the runner's sessions defer"
+            pending.add(str(event.changes["tag"]))
+
+        async with running(app):
+            database = app.state.database
+            async with database.session() as session:
+                # a session of its own (not the runner's) defers nothing: act now
+                assert deferred(session, add_tags) is None
+                customer = Customer(display_name="Edsger", emails=[], phones=[], tags=[])
+                session.add(customer)
+            customer_id = customer.id
+            now = datetime.now(UTC)
+
+            def update(tag: str) -> Envelope:
+                event = CustomerUpdated(
+                    customer_id=customer_id, changes={"tag": tag}, updated_at=now
+                )
+                return Envelope.wrap(event, source="/test")
+
+            # "t07" twice: two events, one piece of deferred work
+            tags = [f"t{i:02d}" for i in range(30)]
+            events = [update(t) for t in [*tags, "t07"]]
+            await _send(infra.bootstrap_servers, *(_message(e) for e in events))
+            producer = Producer(settings)
+            runner = ConsumerRunner(
+                group=group,
+                bootstrap_servers=infra.bootstrap_servers,
+                database=database,
+                subscriptions=subscriptions,
+                producer=producer,
+                max_retries=1,
+                retry_backoff=0.01,
+                group_size=100,
+            )
+            runner.start()
+
+            async def tagged(n: int) -> bool:
+                async with database.session() as s:
+                    c = await s.get(Customer, customer_id, populate_existing=True)
+                    return c is not None and len(c.tags) >= n
+
+            try:
+                await _eventually(lambda: tagged(len(tags)), timeout=60)
+                calls_before_boom = len(hook_calls)
+                # a group whose deferred work fails: its good events still apply, alone
+                await _send(
+                    infra.bootstrap_servers,
+                    *(_message(update(t)) for t in ["u1", "boom", "u2"]),
+                )
+                await _eventually(lambda: tagged(len(tags) + 2), timeout=60)
+            finally:
+                await runner.stop()
+                await producer.stop()
+            async with database.session() as s:
+                got = await s.get(Customer, customer_id, populate_existing=True)
+                assert got is not None
+                assert sorted(got.tags) == sorted([*tags, "u1", "u2"])
+                await s.execute(delete(Customer).where(Customer.id == customer_id))
+        # 31 events, far fewer hook runs: one per transaction, each with the union of its work
+        first = hook_calls[:calls_before_boom]
+        assert sorted(t for call in first for t in call) == tags
+        assert len(first) < len(events)
+        # the failing group, then each of its events alone (boom: tried, retried, dead-lettered)
+        rest = hook_calls[calls_before_boom:]
+        assert ["u1"] in rest
+        assert ["u2"] in rest
+        assert rest.count(["boom"]) == 2

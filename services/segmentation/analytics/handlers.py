@@ -3,9 +3,16 @@
 Each runs inside the consumer's transaction (with the inbox claim). Writes are upserts by
 order id, so even an event that reaches a handler twice changes nothing the second time, and
 the rescoring that follows finds nothing changed and publishes nothing.
+
+Rescoring is deferred to the end of the consumer's transaction (:func:`deferred`): a group
+of a hundred order events rescores its customers in one set-based pass (four statements)
+instead of a hundred, and a customer with three orders in the group is scored once, on all
+three. Called outside the consumer, a handler rescores at once.
 """
 
 from __future__ import annotations
+
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +21,7 @@ from services.segmentation.analytics.scoring import ScoringPolicy
 from services.segmentation.analytics.service import AnalyticsService, Clock, policy_from, utcnow
 from services.segmentation.config import Settings
 from shared.events import CustomerErased, CustomerMerged, Envelope, OrderPlaced, OrderStatusChanged
+from shared.messaging import deferred
 
 __all__ = ["AnalyticsHandlers"]
 
@@ -38,6 +46,17 @@ class AnalyticsHandlers:
     def _service(self, session: AsyncSession) -> AnalyticsService:
         return AnalyticsService(session, self.policy, self.now)
 
+    async def _rescore(self, session: AsyncSession, customer_id: UUID) -> None:
+        pending = deferred(session, self.rescore_deferred)
+        if pending is None:
+            await self._service(session).rescore(customer_id)
+        else:
+            pending.add(customer_id)
+
+    async def rescore_deferred(self, session: AsyncSession, customer_ids: set[UUID]) -> None:
+        """The consumer's commit hook: score every customer the transaction's events touched."""
+        await self._service(session).rescore(*customer_ids)
+
     async def on_order_placed(
         self, session: AsyncSession, event: OrderPlaced, envelope: Envelope
     ) -> None:
@@ -50,7 +69,7 @@ class AnalyticsHandlers:
             currency=event.currency.upper(),
             placed_at=event.placed_at,
         )
-        await service.rescore(customer_id)
+        await self._rescore(session, customer_id)
 
     async def on_order_status_changed(
         self, session: AsyncSession, event: OrderStatusChanged, envelope: Envelope
@@ -67,7 +86,7 @@ class AnalyticsHandlers:
             refunded_total=event.refunded_total,
             currency=event.currency.upper() if event.currency else None,
         )
-        await service.rescore(customer_id)
+        await self._rescore(session, customer_id)
 
     async def on_customer_merged(
         self, session: AsyncSession, event: CustomerMerged, envelope: Envelope
@@ -79,7 +98,7 @@ class AnalyticsHandlers:
             return
         await service.repo.redirect(event.merged_id, survivor, event.merged_at)
         await service.repo.repoint_orders(event.merged_id, survivor)
-        await service.rescore(survivor)
+        await self._rescore(session, survivor)
 
     async def on_customer_erased(
         self, session: AsyncSession, event: CustomerErased, envelope: Envelope

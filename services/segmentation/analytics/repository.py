@@ -7,6 +7,7 @@ idempotent on its own, e.g. for a replay into a fresh inbox).
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -87,6 +88,48 @@ ORDER BY dimension, currency, k
 )
 
 
+#: Whose orders or scores: the customers with ids in a range ``(first, last)`` (the batch
+#: pass walks them in id order), or a set of ids (the customers a group of events touched).
+Customers = tuple[UUID, UUID] | frozenset[UUID]
+
+
+def _among(column: Any, customers: Customers) -> Any:
+    if isinstance(customers, tuple):
+        return column.between(*customers)
+    return column.in_(sorted(customers))
+
+
+# The order upserts are built once (an ``excluded`` collection costs more than the round
+# trip) and executed with each event's parameters.
+_placed = insert(CustomerOrder)
+#: A row made by an earlier status change keeps its (newer) status and money; the customer
+#: id is kept too: a merge may have re-pointed it since.
+_PLACED = _placed.on_conflict_do_update(
+    index_elements=[CustomerOrder.order_id],
+    set_={
+        "total": _placed.excluded.total,
+        "currency": _placed.excluded.currency,
+        "placed_at": _placed.excluded.placed_at,
+        "updated_at": func.now(),
+    },
+)
+
+
+@functools.cache
+def _status_upsert(columns: tuple[str, ...]) -> Any:
+    """The status upsert setting ``columns`` (which of the money fields an event carries)."""
+    statement = insert(CustomerOrder)
+    return statement.on_conflict_do_update(
+        index_elements=[CustomerOrder.order_id],
+        set_={**{k: statement.excluded[k] for k in columns}, "updated_at": func.now()},
+        # an older status change that arrives late must not undo a newer one
+        where=or_(
+            CustomerOrder.status_changed_at.is_(None),
+            CustomerOrder.status_changed_at <= statement.excluded.status_changed_at,
+        ),
+    )
+
+
 class AnalyticsRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -153,25 +196,15 @@ class AnalyticsRepository:
         currency: str,
         placed_at: datetime,
     ) -> None:
-        statement = insert(CustomerOrder).values(
-            order_id=order_id,
-            customer_id=customer_id,
-            total=total,
-            currency=currency,
-            placed_at=placed_at,
-        )
-        # A row made by an earlier status change keeps its (newer) status and money; the
-        # customer id is kept too: a merge may have re-pointed it since.
         await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[CustomerOrder.order_id],
-                set_={
-                    "total": statement.excluded.total,
-                    "currency": statement.excluded.currency,
-                    "placed_at": statement.excluded.placed_at,
-                    "updated_at": func.now(),
-                },
-            )
+            _PLACED,
+            {
+                "order_id": order_id,
+                "customer_id": customer_id,
+                "total": total,
+                "currency": currency,
+                "placed_at": placed_at,
+            },
         )
 
     async def record_status(
@@ -195,23 +228,13 @@ class AnalyticsRepository:
             values["refunded_total"] = refunded_total
         if currency is not None:
             values["currency"] = currency
-        statement = insert(CustomerOrder).values(
-            order_id=order_id, customer_id=customer_id, **values
-        )
         await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[CustomerOrder.order_id],
-                set_={**{k: statement.excluded[k] for k in values}, "updated_at": func.now()},
-                # an older status change that arrives late must not undo a newer one
-                where=or_(
-                    CustomerOrder.status_changed_at.is_(None),
-                    CustomerOrder.status_changed_at <= statement.excluded.status_changed_at,
-                ),
-            )
+            _status_upsert(tuple(values)),
+            {"order_id": order_id, "customer_id": customer_id, **values},
         )
 
-    async def orders_of(self, first: UUID, last: UUID) -> dict[UUID, list[OrderFacts]]:
-        """The orders of the customers with ids in ``[first, last]``."""
+    async def orders_of(self, customers: Customers) -> dict[UUID, list[OrderFacts]]:
+        """The orders of ``customers``."""
         # Core rows, not ORM objects: a batch pass loads thousands of orders per batch.
         rows = await self.session.execute(
             select(
@@ -221,7 +244,7 @@ class AnalyticsRepository:
                 CustomerOrder.placed_at,
                 CustomerOrder.paid_total,
                 CustomerOrder.refunded_total,
-            ).where(CustomerOrder.customer_id.between(first, last))
+            ).where(_among(CustomerOrder.customer_id, customers))
         )
         found: dict[UUID, list[OrderFacts]] = defaultdict(list)
         for customer_id, status, currency, placed_at, paid, refunded in rows:
@@ -236,12 +259,12 @@ class AnalyticsRepository:
         return list(await self.session.scalars(statement.limit(limit)))
 
     # --- scores ----------------------------------------------------------------------------
-    async def scores_for_update(self, first: UUID, last: UUID) -> dict[UUID, Row[Any]]:
-        """The stored scores of the customers with ids in ``[first, last]`` (rows with the
-        table's column names), locked until the transaction ends."""
+    async def scores_for_update(self, customers: Customers) -> dict[UUID, Row[Any]]:
+        """The stored scores of ``customers`` (rows with the table's column names), locked
+        until the transaction ends."""
         rows = await self.session.execute(
             select(CustomerScore.__table__)
-            .where(CustomerScore.customer_id.between(first, last))
+            .where(_among(CustomerScore.customer_id, customers))
             .order_by(CustomerScore.customer_id)  # one lock order: no deadlocks between passes
             .with_for_update()
         )

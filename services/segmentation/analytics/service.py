@@ -31,7 +31,7 @@ from uuid import UUID
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.segmentation.analytics.repository import AnalyticsRepository
+from services.segmentation.analytics.repository import AnalyticsRepository, Customers
 from services.segmentation.analytics.scoring import (
     Scores,
     ScoringPolicy,
@@ -112,20 +112,20 @@ class AnalyticsService:
             (n for (dimension, _), (_, n) in cuts.items() if dimension == "recency"), default=0
         )
 
-    async def rescore(self, customer_id: UUID) -> int:
-        """Score one customer now (on their order events); returns events published."""
-        return await self.rescore_range(customer_id, customer_id)
+    async def rescore(self, *customer_ids: UUID) -> int:
+        """Score these customers now (on their order events); returns events published."""
+        return await self._rescore(frozenset(customer_ids))
 
     async def rescore_range(self, first: UUID, last: UUID) -> int:
-        """Score every customer with an id in ``[first, last]`` now; publish
-        ``CustomerScored`` for each whose published values changed. Returns how many.
+        """Score every customer with an id in ``[first, last]`` now (the batch pass walks
+        customers in id order: a range condition is cheaper than a 1,000-value IN list)."""
+        return await self._rescore((first, last))
 
-        A range, not a list of ids: the batch pass walks customers in id order, and a range
-        condition on the primary key / customer index is cheaper than a 1,000-value IN list.
-        A customer with stored scores but no orders left loses their scores.
-        """
-        stored = await self.repo.scores_for_update(first, last)
-        orders = await self.repo.orders_of(first, last)
+    async def _rescore(self, customers: Customers) -> int:
+        """Publish ``CustomerScored`` for each customer whose published values changed;
+        returns how many. A customer with stored scores but no orders left loses them."""
+        stored = await self.repo.scores_for_update(customers)
+        orders = await self.repo.orders_of(customers)
         boundaries, _ = await self.repo.boundaries()
         now = self.now()
         scored = {c: score_customer(o, boundaries, now, self.policy) for c, o in orders.items()}
