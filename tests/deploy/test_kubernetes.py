@@ -198,6 +198,9 @@ def test_only_the_gateway_is_exposed_by_the_ingress(rendered: Rendered) -> None:
     }
     assert backends == {"gateway"}
     assert ingress["spec"]["tls"]
+    # only public paths: metrics and readiness are for the cluster, not the internet
+    exposed = {path["path"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]}
+    assert exposed == {"/api", "/webhooks", "/docs", "/openapi.json", "/asyncapi.json", "/health"}
     for service in (r for r in rendered if r["kind"] == "Service"):
         assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
 
