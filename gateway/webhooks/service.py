@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.models import WebhookReceipt, WebhookSecret, WebhookSource
 from gateway.webhooks.batcher import Outcome, ReceiptBatcher
 from gateway.webhooks.repository import NewReceipt, WebhookRepository
+from shared import tracing
 from shared.db import Database
 from shared.errors import BadRequest, Conflict, NotFound, Unauthorized
 from shared.events import Envelope, WebhookProcessed, WebhookReceived, webhook_key
@@ -111,6 +112,9 @@ async def receive(
 
     kept = {k: v for k, v in headers.items() if k not in _PRIVATE_HEADERS}
     event = _received_event(source, webhook_id, kept, body, content_type)
+    # the event carries the request's trace (a partner's traceparent, or the edge's span)
+    with tracing.producer_span([event.topic], "gateway", 1) as trace:
+        envelope = Envelope.wrap(event, source=database.event_source, extensions=trace)
     return await batcher.store(
         NewReceipt(
             id=uuid4(),
@@ -119,7 +123,7 @@ async def receive(
             headers=json.dumps(kept),
             body=body,
             content_type=content_type,
-            envelope=Envelope.wrap(event, source=database.event_source),
+            envelope=envelope,
         )
     )
 

@@ -341,3 +341,26 @@ class TestDeliveryLog:
             f"/api/v1/admin/webhook-receipts/{uuid.uuid4()}/replay", headers=admin
         )
         assert response.status_code == 404
+
+
+class TestTracing:
+    async def test_the_queued_event_continues_the_partners_trace(self, spans, client, app, source):
+        trace_id, caller_span = "5cf92f3577b34da6a3ce929d0e0e4737", "10f067aa0ba902b8"
+        body = b'{"traced": true}'
+        headers = signed(source["secret"]["secret"], body) | {
+            "traceparent": f"00-{trace_id}-{caller_span}-01"
+        }
+        response = await client.post(f"/webhooks/{source['name']}", content=body, headers=headers)
+        assert response.status_code == 202, response.text
+        [row] = await outbox_rows(app, webhook_key(source["name"], headers["webhook-id"]))
+        traceparent = dict(row.headers)["traceparent"]
+        version, trace, parent, flags = traceparent.split("-")
+        # same trace, a span of ours as the parent (never the caller's own span id)
+        assert (version, trace, flags) == ("00", trace_id, "01")
+        assert parent != caller_span
+        [producer] = [
+            s
+            for s in spans.get_finished_spans()
+            if s.name == "create rapport.webhook.v1" and format(s.context.span_id, "016x") == parent
+        ]
+        assert format(producer.context.trace_id, "032x") == trace_id
