@@ -104,6 +104,7 @@ class Fanout:
         self._endpoints: list[_Endpoint] = []
         self._loaded_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.assigned = asyncio.Event()
 
     def invalidate(self) -> None:
@@ -113,16 +114,24 @@ class Fanout:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbound-fanout")
 
-    async def stop(self) -> None:
-        if self._task is not None:
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish the batch at hand and commit its offsets (for up to ``timeout`` seconds,
+        then cancel: a batch cut short is read again by the next member — its writes are
+        idempotent), then leave the group."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+        self._task = None
 
     async def _run(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._stopping.is_set():
             consumer = AIOKafkaConsumer(
                 *OUTBOUND_TOPICS,
                 bootstrap_servers=self._bootstrap,
@@ -135,7 +144,7 @@ class Fanout:
             try:
                 await consumer.start()
                 backoff = 0.5
-                while True:
+                while not self._stopping.is_set():
                     batches = await consumer.getmany(timeout_ms=500, max_records=1000)
                     if consumer.assignment():
                         self.assigned.set()
@@ -156,7 +165,8 @@ class Fanout:
                 raise
             except Exception as exc:
                 logger.warning("outbound fan-out: %s; restarting in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
                 backoff = min(backoff * 2, 10.0)
             finally:
                 self.assigned.clear()

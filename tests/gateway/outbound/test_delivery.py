@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from sqlalchemy import text
@@ -26,6 +26,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from gateway.auth.dev import mint_dev_token
 from gateway.config import Settings
 from gateway.main import create_app
+from gateway.outbound.fanout import GROUP
 from shared.events import (
     CustomerCreated,
     CustomerErased,
@@ -580,6 +581,53 @@ async def test_events_on_the_broker_reach_the_endpoint(make_settings, receiver):
         [hit] = await until(lambda: receiver.hits.get(endpoint["path"]), timeout=30)
         assert hit.verified_by
         assert hit.headers["webhook-id"] == f"msg_{envelope.id.hex}"
+
+
+async def test_stopping_finishes_the_batch_at_hand_and_commits_it(make_settings, receiver):
+    """A stop while a batch is being written waits for it and commits its offsets, so the
+    next member starts after it (a cancelled batch would be read and written again)."""
+    settings = _settings(make_settings, consumers_enabled=True)
+    async with _own_app(settings) as (app, client):
+        fanout = app.state.gateway.outbound.fanout
+        await subscribe(client, receiver, "ok", ["rapport.customer.created.v1"])
+        await asyncio.wait_for(fanout.assigned.wait(), 30)
+        envelope = Envelope.wrap(created(uuid.uuid4(), "Mid-batch"), source="/test")
+        async with app.state.database.session() as blocker:
+            # the batch's message insert waits behind this lock until the stop has begun
+            await blocker.execute(text("LOCK TABLE gateway.outbound_message IN EXCLUSIVE MODE"))
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+            await producer.start()
+            try:
+                sent = await producer.send_and_wait(
+                    envelope.topic,
+                    value=envelope.data,
+                    key=envelope.key,
+                    headers=envelope.kafka_headers(),
+                )
+            finally:
+                await producer.stop()
+            await asyncio.sleep(1.0)  # fetched, and blocked on the insert
+            stopping = asyncio.create_task(fanout.stop(timeout=30))
+            await asyncio.sleep(0.5)
+            assert not stopping.done()  # waiting for the batch, not cancelling it
+        await asyncio.wait_for(stopping, 30)
+        async with app.state.database.session() as session:
+            queued = await session.scalar(
+                text("SELECT count(*) FROM gateway.outbound_message WHERE id = :id"),
+                {"id": f"msg_{envelope.id.hex}"},
+            )
+        assert queued == 1
+        probe = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=GROUP,
+            enable_auto_commit=False,
+        )
+        await probe.start()
+        try:
+            committed = await probe.committed(TopicPartition(sent.topic, sent.partition))
+        finally:
+            await probe.stop()
+        assert committed == sent.offset + 1
 
 
 async def test_a_delivery_continues_the_events_trace(
