@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import asyncpg
+import sqlalchemy.exc
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import (
@@ -31,8 +32,10 @@ from sqlalchemy.ext.asyncio import (
 
 __all__ = [
     "NAMING_CONVENTION",
+    "UNAVAILABLE_ERRORS",
     "Database",
     "SessionDep",
+    "database_unavailable",
     "driver_connection",
     "event_source",
     "get_session",
@@ -47,6 +50,37 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+#: Errors of a database that cannot answer now (unreachable, shutting down, starting up, out
+#: of connections) rather than of the statement: waiting helps; blaming the input would not.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    # e.g. "another operation is in progress": the server's goodbye was read while idle
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.AdminShutdownError,  # 57P01
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.CannotConnectNowError,  # 57P03: "the database system is starting up"
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot answer now (see :data:`UNAVAILABLE_ERRORS`),
+    looking through SQLAlchemy's wrappers to the driver's error."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, UNAVAILABLE_ERRORS):
+            return True
+        wrapped = seen.orig if isinstance(seen, sqlalchemy.exc.DBAPIError) else None
+        seen = wrapped if isinstance(wrapped, BaseException) else seen.__cause__
+    return False
+
 
 _OUTBOX_WRITTEN = "rapport.outbox_written"
 _EVENT_SOURCE = "rapport.event_source"

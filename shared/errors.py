@@ -37,6 +37,8 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from shared.db import UNAVAILABLE_ERRORS, database_unavailable
+
 __all__ = [
     "PROBLEM_JSON",
     "BadRequest",
@@ -326,10 +328,28 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return await _unhandled(request, exc)
 
 
+#: What a client should wait before trying again while the database is unavailable.
+_UNAVAILABLE_RETRY_AFTER_S = 2
+
+
 _CHARACTER_NOT_IN_REPERTOIRE = "22021"
 
 
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # not the request's fault, and its transaction did not commit: try again shortly
+    logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+    return problem_response(
+        503,
+        ServiceUnavailable.slug,
+        "The database is unavailable; nothing was changed. Try again shortly.",
+        request=request,
+        headers={"Retry-After": str(_UNAVAILABLE_RETRY_AFTER_S)},
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    if database_unavailable(exc):
+        return await _unavailable(request, exc)
     logger.exception("unhandled error", exc_info=exc)
     return problem_response(
         500, RapportError.slug, "An unexpected error occurred.", request=request
@@ -342,6 +362,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    for unavailable in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(unavailable, _unavailable)
     app.add_exception_handler(Exception, _unhandled)
 
 

@@ -51,11 +51,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 from opentelemetry.trace import StatusCode
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics, tracing
-from shared.db import Database
+from shared.db import Database, database_unavailable
 from shared.events import Envelope, EnvelopeError, Event, dead_letter_topic
 from shared.messaging.kafka import Producer
 
@@ -135,18 +134,6 @@ class Subscriptions:
 
     def __bool__(self) -> bool:
         return bool(self._handlers)
-
-
-def _is_infrastructure_error(exc: BaseException) -> bool:
-    if isinstance(exc, OSError | ConnectionError | TimeoutError | InterfaceError):
-        return True
-    if isinstance(exc, OperationalError | DBAPIError):
-        return (
-            bool(getattr(exc, "connection_invalidated", False))
-            or isinstance(exc.orig, OSError | ConnectionError)
-            or "connection" in type(exc.orig).__name__.lower()
-        )
-    return False
 
 
 class _Poison(Exception):
@@ -397,7 +384,7 @@ class ConsumerRunner:
             except EnvelopeError as exc:
                 raise _Poison(exc, attempt) from exc
             except Exception as exc:
-                if _is_infrastructure_error(exc):
+                if database_unavailable(exc):
                     attempt -= 1  # not the message's fault: wait for the database
                     logger.warning("consumer %s: infrastructure error: %s", self.group, exc)
                     await asyncio.sleep(infra_backoff)

@@ -27,8 +27,11 @@ logger = logging.getLogger(__name__)
 _SCOPES = frozenset({"customers:read", "customers:write"})
 
 
-class ResolverUnavailable(Exception):
-    """customer360 could not answer (down, timing out, or answering 5xx)."""
+class ResolverUnavailable(ConnectionError):
+    """customer360 could not answer (down, timing out, or answering 5xx).
+
+    A ``ConnectionError``: a consumer whose handler meets it waits and tries again, without
+    ever dead-lettering the event (as for a database that is down)."""
 
 
 class CustomerResolver:

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.interactions.interaction import service
-from services.interactions.interaction.customers import ResolverUnavailable, current_resolver
+from services.interactions.interaction.customers import current_resolver
 from services.interactions.interaction.partners import Format, PayloadError, map_webhook
 from services.interactions.interaction.schemas import InteractionCreate
 from shared.events import Envelope, WebhookProcessed, WebhookReceived, webhook_key
@@ -91,15 +91,11 @@ async def on_webhook_received(
     for position, mapped in enumerate(mapping.mapped):
         key = tuple(sorted(mapped.identity.items()))
         if key not in customers:
-            try:
-                customers[key] = await resolver.resolve(
-                    mapped.identity, create=mapped.create, display_name=mapped.display_name
-                )
-            except ResolverUnavailable as exc:
-                await _report(
-                    session, event, "failed", f"customer360 unavailable, nothing stored: {exc}"
-                )
-                return
+            # customer360 down: ResolverUnavailable rolls the whole webhook back, and the
+            # consumer tries again until it answers (never dead-lettered, nothing lost)
+            customers[key] = await resolver.resolve(
+                mapped.identity, create=mapped.create, display_name=mapped.display_name
+            )
         customer_id = customers[key]
         if customer_id is None:
             ignored.append(f"{mapped.item.get('event_id')}: no such customer")

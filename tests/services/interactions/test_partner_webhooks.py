@@ -18,8 +18,10 @@ from sqlalchemy import text
 from services.customer360.config import Settings as Customer360Settings
 from services.customer360.main import create_app as customer360_app
 from services.interactions.config import Settings
+from services.interactions.interaction.customers import ResolverUnavailable
 from services.interactions.main import create_app
 from services.interactions.subscriptions import subscriptions
+from shared.db import database_unavailable
 from shared.events import Envelope, WebhookReceived, webhook_key
 from tests.support import api_client, bearer
 
@@ -347,7 +349,7 @@ class TestUnusableWebhooks:
 
         assert await statuses(app, event) == []
 
-    async def test_fails_when_customer360_cannot_answer(
+    async def test_waits_for_customer360_when_it_cannot_answer(
         self, app: FastAPI, client: httpx.AsyncClient
     ) -> None:
         def down(request: httpx.Request) -> httpx.Response:
@@ -356,15 +358,18 @@ class TestUnusableWebhooks:
         resolver = app.state.customer_resolver
         saved_mounts, saved_client = resolver.mounts, resolver._client
         resolver.mounts, resolver._client = {"http://customer360": httpx.MockTransport(down)}, None
+        event = received("mailer", sendgrid("wei@example.com"))
         try:
-            event = received("mailer", sendgrid("wei@example.com"))
-            await deliver(app, event)
+            with pytest.raises(ResolverUnavailable) as raised:
+                await deliver(app, event)
         finally:
             await resolver.close()
             resolver.mounts, resolver._client = saved_mounts, saved_client
-
+        # the consumer takes it for infrastructure: it retries, never dead-letters
+        assert database_unavailable(raised.value)
+        assert await statuses(app, event) == []  # nothing reported, nothing stored: rolled back
+        await deliver(app, event)  # customer360 answers again: the same event now applies
         [status] = await statuses(app, event)
-        assert status["status"] == "failed"
-        assert status["detail"].startswith(
-            "customer360 unavailable, nothing stored: customer360 answered 503"
-        )
+        # customer360 now answered (nobody has that address): decided, not failed
+        assert status["status"] == "ignored"
+        assert "no such customer" in status["detail"]
