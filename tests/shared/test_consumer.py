@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -62,6 +63,26 @@ async def _eventually(check, timeout: float = 30.0) -> None:  # type: ignore[no-
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(0.1)
+
+
+def _grouped_runner(
+    group: str,
+    infra: Any,
+    database: Any,
+    subscriptions: Subscriptions,
+    producer: Producer,
+) -> ConsumerRunner:
+    """A runner applying up to 100 events per transaction, retrying a failure once."""
+    return ConsumerRunner(
+        group=group,
+        bootstrap_servers=infra.bootstrap_servers,
+        database=database,
+        subscriptions=subscriptions,
+        producer=producer,
+        max_retries=1,
+        retry_backoff=0.01,
+        group_size=100,
+    )
 
 
 class TestConsumerRunner:
@@ -193,16 +214,7 @@ class TestConsumerRunner:
             after = [update(tag=f"b{i}") for i in range(40)]
             await _send(infra.bootstrap_servers, *(_message(e) for e in [*before, poison, *after]))
             producer = Producer(settings)
-            runner = ConsumerRunner(
-                group=group,
-                bootstrap_servers=infra.bootstrap_servers,
-                database=database,
-                subscriptions=subscriptions,
-                producer=producer,
-                max_retries=1,
-                retry_backoff=0.01,
-                group_size=100,
-            )
+            runner = _grouped_runner(group, infra, database, subscriptions, producer)
             runner.start()
             want = [f"a{i}" for i in range(40)] + [f"b{i}" for i in range(40)]
             try:
@@ -275,16 +287,7 @@ class TestConsumerRunner:
             events = [update(t) for t in [*tags, "t07"]]
             await _send(infra.bootstrap_servers, *(_message(e) for e in events))
             producer = Producer(settings)
-            runner = ConsumerRunner(
-                group=group,
-                bootstrap_servers=infra.bootstrap_servers,
-                database=database,
-                subscriptions=subscriptions,
-                producer=producer,
-                max_retries=1,
-                retry_backoff=0.01,
-                group_size=100,
-            )
+            runner = _grouped_runner(group, infra, database, subscriptions, producer)
             runner.start()
 
             async def tagged(n: int) -> bool:

@@ -561,23 +561,28 @@ class TestPrivacyAndFilters:
         assert str(member).encode() in hit.body
 
 
+async def _send(settings: Settings, envelope: Envelope) -> Any:
+    """Put ``envelope`` on the broker as a part's relay would; returns its record metadata."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        return await producer.send_and_wait(
+            envelope.topic,
+            value=envelope.data,
+            key=envelope.key,
+            headers=envelope.kafka_headers(),
+        )
+    finally:
+        await producer.stop()
+
+
 async def test_events_on_the_broker_reach_the_endpoint(make_settings, receiver):
     settings = _settings(make_settings, consumers_enabled=True)
     async with _own_app(settings) as (app, client):
         endpoint = await subscribe(client, receiver, "ok", ["rapport.customer.created.v1"])
         await asyncio.wait_for(app.state.gateway.outbound.fanout.assigned.wait(), 30)
         envelope = Envelope.wrap(created(uuid.uuid4(), "Via Kafka"), source="/test")
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
-        await producer.start()
-        try:
-            await producer.send_and_wait(
-                envelope.topic,
-                value=envelope.data,
-                key=envelope.key,
-                headers=envelope.kafka_headers(),
-            )
-        finally:
-            await producer.stop()
+        await _send(settings, envelope)
         [hit] = await until(lambda: receiver.hits.get(endpoint["path"]), timeout=30)
         assert hit.verified_by
         assert hit.headers["webhook-id"] == f"msg_{envelope.id.hex}"
@@ -595,17 +600,7 @@ async def test_stopping_finishes_the_batch_at_hand_and_commits_it(make_settings,
         async with app.state.database.session() as blocker:
             # the batch's message insert waits behind this lock until the stop has begun
             await blocker.execute(text("LOCK TABLE gateway.outbound_message IN EXCLUSIVE MODE"))
-            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
-            await producer.start()
-            try:
-                sent = await producer.send_and_wait(
-                    envelope.topic,
-                    value=envelope.data,
-                    key=envelope.key,
-                    headers=envelope.kafka_headers(),
-                )
-            finally:
-                await producer.stop()
+            sent = await _send(settings, envelope)
             await asyncio.sleep(1.0)  # fetched, and blocked on the insert
             stopping = asyncio.create_task(fanout.stop(timeout=30))
             await asyncio.sleep(0.5)
