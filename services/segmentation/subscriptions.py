@@ -35,6 +35,7 @@ subscriptions.on(BehaviourRecorded)(handlers.on_behaviour_recorded)
 subscriptions.on(TicketOpened)(handlers.on_ticket_opened)
 subscriptions.on(TicketStatusChanged)(handlers.on_ticket_status_changed)
 subscriptions.on(SurveyAnswered)(handlers.on_survey_answered)
+subscriptions.at_commit(handlers.reevaluate_deferred)
 
 #: RFM, lifecycle, CLV and churn risk (services/segmentation/analytics).
 analytics = AnalyticsHandlers()

@@ -60,11 +60,9 @@ class AnalyticsHandlers:
     async def on_order_placed(
         self, session: AsyncSession, event: OrderPlaced, envelope: Envelope
     ) -> None:
-        service = self._service(session)
-        customer_id = await service.repo.resolve(event.customer_id)
-        await service.repo.record_placed(
+        customer_id = await AnalyticsRepository(session).record_placed(
             event.order_id,
-            customer_id,
+            event.customer_id,
             total=event.total,
             currency=event.currency.upper(),
             placed_at=event.placed_at,

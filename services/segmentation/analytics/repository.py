@@ -34,6 +34,7 @@ from services.segmentation.models import (
     customer_scope,
 )
 from shared.auth import Principal
+from shared.db import driver_connection
 from shared.privacy import visible_customers
 
 # The per-customer RFM values of the whole population, in SQL, with exactly the definitions
@@ -99,25 +100,22 @@ def _among(column: Any, customers: Customers) -> Any:
     return column.in_(sorted(customers))
 
 
-# The order upserts are built once (an ``excluded`` collection costs more than the round
-# trip) and executed with each event's parameters.
-_placed = insert(CustomerOrder)
-#: A row made by an earlier status change keeps its (newer) status and money; the customer
-#: id is kept too: a merge may have re-pointed it since.
-_PLACED = _placed.on_conflict_do_update(
-    index_elements=[CustomerOrder.order_id],
-    set_={
-        "total": _placed.excluded.total,
-        "currency": _placed.excluded.currency,
-        "placed_at": _placed.excluded.placed_at,
-        "updated_at": func.now(),
-    },
-)
+# A row made by an earlier status change keeps its (newer) status and money; the customer id
+# is kept too: a merge may have re-pointed it since.
+_PLACED_SQL = """
+INSERT INTO segmentation.customer_orders AS o (order_id, customer_id, total, currency, placed_at)
+VALUES ($1, coalesce((SELECT r.survivor_id FROM segmentation.customer_redirects r
+                      WHERE r.merged_id = $2), $2), $3, $4, $5)
+ON CONFLICT (order_id) DO UPDATE SET total = EXCLUDED.total, currency = EXCLUDED.currency,
+    placed_at = EXCLUDED.placed_at, updated_at = now()
+RETURNING o.customer_id
+"""
 
 
 @functools.cache
 def _status_upsert(columns: tuple[str, ...]) -> Any:
-    """The status upsert setting ``columns`` (which of the money fields an event carries)."""
+    """The status upsert setting ``columns`` (which of the money fields an event carries),
+    built once per combination (an ``excluded`` collection costs more than the round trip)."""
     statement = insert(CustomerOrder)
     return statement.on_conflict_do_update(
         index_elements=[CustomerOrder.order_id],
@@ -195,17 +193,15 @@ class AnalyticsRepository:
         total: Decimal,
         currency: str,
         placed_at: datetime,
-    ) -> None:
-        await self.session.execute(
-            _PLACED,
-            {
-                "order_id": order_id,
-                "customer_id": customer_id,
-                "total": total,
-                "currency": currency,
-                "placed_at": placed_at,
-            },
+    ) -> UUID:
+        """Record the order for ``customer_id`` or the survivor of their merges; returns the
+        customer the order counts for (an earlier row keeps its own: a merge may have
+        re-pointed it). One round trip: this runs for every order."""
+        driver = await driver_connection(self.session)
+        found: UUID = await driver.fetchval(
+            _PLACED_SQL, order_id, customer_id, total, currency, placed_at
         )
+        return found
 
     async def record_status(
         self,

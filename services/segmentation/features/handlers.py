@@ -8,8 +8,14 @@ distinct events with equal payloads are two orders.
 
 Each handler names what it changed (feature columns and ``event:<type>``): only the dynamic
 segments that read one of those are evaluated again, for this customer only.
+
+In the consumer the evaluation is deferred to the end of the transaction
+(:func:`shared.messaging.deferred`): a group of events evaluates every customer it touched in
+one statement, against the segments reading anything the group changed; entries and exits
+are the net change of the group. Called directly, a handler evaluates at once.
 """
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -39,6 +45,7 @@ from shared.events import (
     TicketOpened,
     TicketStatusChanged,
 )
+from shared.messaging import deferred
 
 ORDER_INPUTS = frozenset(
     {
@@ -68,10 +75,40 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+#: One customer's evaluation owed: what changed (``None``: anything), the customer, and the
+#: segments whose shared locks the transaction already holds.
+_Owed = tuple[frozenset[str] | None, UUID, tuple[UUID, ...]]
+
+
 async def _changed(
-    session: AsyncSession, customer_id: UUID, inputs: set[str] | frozenset[str]
+    session: AsyncSession,
+    customer_id: UUID,
+    inputs: set[str] | frozenset[str] | None,
+    *,
+    locked: Sequence[UUID] = (),
 ) -> None:
-    await reevaluate(session, [customer_id], set(inputs), _now())
+    owed = deferred(session, reevaluate_deferred)
+    if owed is None:
+        changed = None if inputs is None else set(inputs)
+        await reevaluate(session, [customer_id], changed, _now(), locked=locked)
+    else:
+        owed.add((None if inputs is None else frozenset(inputs), customer_id, tuple(locked)))
+
+
+async def reevaluate_deferred(session: AsyncSession, owed: set[_Owed]) -> None:
+    """The consumer's commit hook: evaluate every customer the transaction's events touched,
+    in one statement, against the segments that read anything they changed."""
+    changed: set[str] | None = set()
+    customers: set[UUID] = set()
+    locked: set[UUID] = set()
+    for inputs, customer_id, held in owed:
+        customers.add(customer_id)
+        locked.update(held)
+        if inputs is None:
+            changed = None
+        elif changed is not None:
+            changed |= inputs
+    await reevaluate(session, sorted(customers), changed, _now(), locked=sorted(locked))
 
 
 async def on_customer_created(
@@ -121,7 +158,7 @@ async def on_order_placed(session: AsyncSession, event: OrderPlaced, envelope: E
         now=now,
         lock=lock,
     )
-    await reevaluate(session, [event.customer_id], set(ORDER_INPUTS), now, locked=lock)
+    await _changed(session, event.customer_id, ORDER_INPUTS, locked=lock)
 
 
 async def on_order_status_changed(
@@ -268,4 +305,4 @@ async def on_customer_merged(
             )
             .on_conflict_do_nothing()
         )
-    await reevaluate(session, [event.customer_id], None, _now())
+    await _changed(session, event.customer_id, None)
