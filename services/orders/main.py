@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings,
         title="Rapport orders",
         description="Products, orders, payments, partner orders, the sales pipeline, "
-        "forecasts and recommendations.",
+        "forecasts, recommendations, coupons and loyalty.",
         routers=routers,
         subscriptions=subscriptions,
         openapi_tags=[
@@ -40,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "deals", "description": "Deals (opportunities) moving through the pipeline"},
             {"name": "pipeline", "description": "Pipeline stages, summary and forecast"},
             {"name": "recommendations", "description": "What a customer may want next"},
+            {"name": "promotions", "description": "Promotions and coupon codes"},
+            {"name": "loyalty", "description": "Loyalty points, earn rules and tiers"},
         ],
         lifespan_extension=partner_client,
     )
