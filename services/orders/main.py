@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from services.orders.api import routers
 from services.orders.config import Settings
+from services.orders.loyalty.scheduler import tier_scheduler_lifespan
 from services.orders.partner import handlers as partner_handlers
 from services.orders.partner.customers import CustomerResolver
 from services.orders.subscriptions import subscriptions
@@ -22,7 +23,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resolver = CustomerResolver(settings, getattr(app.state, "customer360_transport", None))
         partner_handlers.install(resolver)
         try:
-            yield
+            async with tier_scheduler_lifespan(app):
+                yield
         finally:
             partner_handlers.uninstall(resolver)
             await resolver.aclose()

@@ -125,10 +125,10 @@ async def put_tiers(body: TierSettingsWrite, session: SessionDep) -> TierSetting
     responses=problem_responses(401, 403),
 )
 async def evaluate(session: SessionDep) -> EvaluationRead:
-    """Admins only; meant to run daily (cron or scheduler). Upgrades missed, and downgrades
-    customers who have stayed below their tier's threshold for the grace period (the first
-    evaluation that finds them below starts the clock). Each change publishes
-    `rapport.order.loyalty_tier_changed.v1`."""
+    """Admins only; the service also runs it every `ORDERS_LOYALTY_EVALUATION_INTERVAL_S`.
+    Upgrades missed, and downgrades customers who have stayed below their tier's threshold
+    for the grace period (the first evaluation that finds them below starts the clock).
+    Each change publishes `rapport.order.loyalty_tier_changed.v1`."""
     return EvaluationRead(**await service.evaluate_tiers(session, datetime.now(UTC)))
 
 

@@ -17,8 +17,8 @@ the same points cannot both succeed; the second answers ``422 insufficient-point
 
 **Tiers.** By points earned over the rolling last 12 months (earnings minus reversals):
 Silver / Gold / Platinum at admin-set thresholds (default 500 / 2,000 / 5,000). An upgrade
-happens as soon as the points are earned. A downgrade only at an evaluation
-(``POST /loyalty/tiers:evaluate``), and only once the customer has stayed below the
+happens as soon as the points are earned. A downgrade only at an evaluation (hourly in the
+service, see :mod:`.scheduler`, or ``POST /loyalty/tiers:evaluate``), and only once the customer has stayed below the
 current tier's threshold for ``grace_days`` (default 30), counted from the first
 evaluation that found them below. Each change publishes ``LoyaltyTierChanged``.
 """
@@ -56,6 +56,7 @@ __all__ = [
     "TierSettings",
     "earn_for_order",
     "earn_rule",
+    "evaluate_batch",
     "evaluate_tiers",
     "points_for",
     "return_points",
@@ -327,41 +328,53 @@ async def upgrade(session: AsyncSession, customer_id: UUID, now: datetime) -> No
         account.below_since = None
 
 
-async def evaluate_tiers(
-    session: AsyncSession, now: datetime, *, batch: int = 500
-) -> dict[str, int]:
-    """The periodic pass over every account with a tier: upgrades missed, and downgrades of
-    customers below their tier's threshold for longer than the grace period."""
+async def evaluate_batch(
+    session: AsyncSession, now: datetime, *, after: UUID | None = None, batch: int = 500
+) -> tuple[dict[str, int], UUID | None]:
+    """Evaluate up to ``batch`` accounts after ``after`` (by customer id): upgrades missed,
+    and downgrades of customers below their tier's threshold for the grace period. Accounts
+    locked by an order in flight are skipped (the next pass takes them). Returns the counts
+    and where to go on from (``None``: done)."""
     settings = await tier_settings(session)
     grace = timedelta(days=settings.grace_days)
     counts = {"evaluated": 0, "upgraded": 0, "downgraded": 0, "in_grace": 0}
+    statement = select(LoyaltyAccount).order_by(LoyaltyAccount.customer_id).limit(batch)
+    if after is not None:
+        statement = statement.where(LoyaltyAccount.customer_id > after)
+    accounts = list(await session.scalars(statement.with_for_update(skip_locked=True)))
+    for account in accounts:
+        counts["evaluated"] += 1
+        rolling = await rolling_points(session, account.customer_id, now)
+        tier = tier_for(rolling, settings)
+        if _RANK[tier] > _RANK[account.tier]:
+            await _change_tier(session, account, tier, rolling, now)
+            counts["upgraded"] += 1
+        elif _RANK[tier] < _RANK[account.tier]:
+            if account.below_since is None:
+                account.below_since = now
+            if now - account.below_since >= grace:
+                await _change_tier(session, account, tier, rolling, now)
+                counts["downgraded"] += 1
+            else:
+                counts["in_grace"] += 1
+        else:
+            account.below_since = None
+    await session.flush()
+    return counts, accounts[-1].customer_id if len(accounts) == batch else None
+
+
+async def evaluate_tiers(
+    session: AsyncSession, now: datetime, *, batch: int = 500
+) -> dict[str, int]:
+    """Every account, in ``session`` (one transaction): see :func:`evaluate_batch`."""
+    total = {"evaluated": 0, "upgraded": 0, "downgraded": 0, "in_grace": 0}
     after: UUID | None = None
     while True:
-        statement = select(LoyaltyAccount).order_by(LoyaltyAccount.customer_id).limit(batch)
-        if after is not None:
-            statement = statement.where(LoyaltyAccount.customer_id > after)
-        accounts = list(await session.scalars(statement.with_for_update()))
-        if not accounts:
-            return counts
-        for account in accounts:
-            counts["evaluated"] += 1
-            rolling = await rolling_points(session, account.customer_id, now)
-            tier = tier_for(rolling, settings)
-            if _RANK[tier] > _RANK[account.tier]:
-                await _change_tier(session, account, tier, rolling, now)
-                counts["upgraded"] += 1
-            elif _RANK[tier] < _RANK[account.tier]:
-                if account.below_since is None:
-                    account.below_since = now
-                if now - account.below_since >= grace:
-                    await _change_tier(session, account, tier, rolling, now)
-                    counts["downgraded"] += 1
-                else:
-                    counts["in_grace"] += 1
-            else:
-                account.below_since = None
-        await session.flush()
-        after = accounts[-1].customer_id
+        counts, after = await evaluate_batch(session, now, after=after, batch=batch)
+        for key, n in counts.items():
+            total[key] += n
+        if after is None:
+            return total
 
 
 TIER_NAMES: tuple[str, ...] = TIERS
