@@ -308,7 +308,8 @@ async def apply_discounts(
                 min_spend=str(promotion.min_spend),
                 spend=str(spend),
             )
-        eligible = [_eligible(promotion, line) and line.net > 0 for line in lines]
+        # What earlier coupons left of a line is what this one may take from.
+        eligible = [_eligible(promotion, line) and nets[j] > 0 for j, line in enumerate(lines)]
         if not any(eligible):
             raise problem(CouponNoEligibleLines, f"no line of the order qualifies for {code}")
         if promotion.kind == "percentage":

@@ -18,6 +18,8 @@ from services.orders.config import Settings
 from services.orders.loyalty import service as loyalty
 from services.orders.loyalty.scheduler import TierScheduler
 from services.orders.main import create_app
+from services.orders.subscriptions import subscriptions
+from shared.events import CustomerMerged, Envelope
 from tests.support import api_client, bearer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -326,3 +328,40 @@ async def test_bad_earn_rules_are_refused(client, body, pointer):
     response = await client.put("/loyalty/earn-rules/EUR", json=body, headers=ADMIN)
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["pointer"] == pointer
+
+
+async def test_a_merge_moves_the_ledger_balance_and_codes_to_the_survivor(client, app):
+    tea = await product(client, "10.00")
+    survivor, merged = uuid.uuid4(), uuid.uuid4()
+    for customer, quantity in ((survivor, 3), (merged, 5)):
+        placed = (await place(client, [{"product_id": tea, "quantity": quantity}], customer)).json()
+        await pay(client, placed)
+    promo = (
+        await client.post(
+            "/promotions",
+            json={"name": "M", "kind": "fixed", "value": "1.00", "currency": "EUR"},
+            headers=ADMIN,
+        )
+    ).json()
+    issued = await client.post(
+        f"/promotions/{promo['id']}/codes:issue",
+        json={"customer_ids": [str(merged)]},
+        headers=ADMIN,
+    )
+    code = issued.json()["codes"][0]["code"]
+
+    handler = subscriptions.handler_for(CustomerMerged.event_type)
+    assert handler is not None
+    event = CustomerMerged(
+        customer_id=survivor, merged_id=merged, merged_by="agent", merged_at=datetime.now(UTC)
+    )
+    async with app.state.database.session() as session:
+        await handler(session, event, Envelope.wrap(event, source="/test"))
+
+    mine = await account(client, survivor)
+    assert (mine["balance"], mine["rolling_points"]) == (80, 80)
+    assert sorted(e["points"] for e in mine["ledger"]) == [30, 50]
+    assert (await account(client, merged))["balance"] == 0
+    used = await place(client, [{"product_id": tea, "quantity": 1}], survivor, coupon_codes=[code])
+    assert used.status_code == 201, used.text
+    assert used.json()["total"] == "9.00"

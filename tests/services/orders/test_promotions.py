@@ -404,3 +404,29 @@ async def test_the_problem_types_are_documented_on_order_creation(app):
     schema = spec["components"]["schemas"]["OrderCreate"]["properties"]
     assert "coupon_codes" in schema
     assert "loyalty_points" in schema
+
+
+async def test_two_coupons_stack_on_what_the_first_left(client):
+    tea, mug = await product(client, "4.00", "tea"), await product(client, "20.00", "mugs")
+    first, second = code(), code()
+    await promotion(client, kind="fixed", value="10.00", categories=["tea"], code=first)
+    await promotion(client, kind="percentage", value="10", code=second)
+    response = await order(
+        client,
+        [{"product_id": tea, "quantity": 1}, {"product_id": mug, "quantity": 1}],
+        coupon_codes=[first, second],
+    )
+    assert response.status_code == 201, response.text
+    placed = response.json()
+    # first: 4.00 off the tea (all of it); second: 10 % of what is left (mug 20.00 -> 2.00)
+    assert [li["promotion_discount"] for li in placed["lines"]] == ["4.00", "2.00"]
+    assert [d["amount"] for d in placed["discounts"]] == ["4.00", "2.00"]
+    assert placed["total"] == "18.00"
+    # a tea-only coupon after the tea is already free has nothing left to take
+    third = code()
+    await promotion(client, kind="percentage", value="50", categories=["tea"], code=third)
+    none_left = await order(
+        client, [{"product_id": tea, "quantity": 1}], coupon_codes=[first, third]
+    )
+    assert none_left.json()["type"] == "/problems/coupon-no-eligible-lines"
+    assert none_left.json()["errors"][0]["pointer"] == "/body/coupon_codes/1"
