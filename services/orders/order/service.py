@@ -164,7 +164,6 @@ async def create_order(session: AsyncSession, data: OrderCreate, principal: Prin
     )
     session.add(order)
     await session.flush()
-    await promotions.spend_points_for(session, order, now)
     await record_purchase(session, order.customer_id, [li.product_id for li in lines])
     await publish(
         session,
@@ -192,6 +191,8 @@ async def create_order(session: AsyncSession, data: OrderCreate, principal: Prin
             points_redeemed=sum(d.points or 0 for d in order.discounts if d.kind == "points"),
         ),
     )
+    if applied is not None:  # last: the rows it locks stay locked only until the commit
+        await promotions.claim_discounts(session, order, applied, now)
     if order.total == 0:  # nothing to pay: paid at once
         await _move(session, order, "paid")
     return order

@@ -44,6 +44,7 @@ __all__ = [
     "Applied",
     "DraftLine",
     "apply_discounts",
+    "claim_discounts",
     "create_promotion",
     "get_coupon",
     "get_promotion",
@@ -233,6 +234,8 @@ class Applied:
     #: Per line, what coupons and points took off (same order as the lines).
     line_discounts: list[Decimal]
     discounts: list[OrderDiscount]
+    #: (promotion, issued code or None, code, index in ``coupon_codes``) to claim.
+    claims: list[tuple[Promotion, CouponCode | None, str, int]]
 
 
 def _eligible(promotion: Promotion, line: DraftLine) -> bool:
@@ -332,7 +335,9 @@ async def apply_discounts(
         )
         claims.append((promotion, issued, code, i))
 
-    # Claim in a fixed order: issued codes by code, then promotions by id (no deadlocks).
+    # Issued codes are claimed now, before the order's rows exist (a code is one customer's,
+    # so its row is never hot); promotions, which may be, last (claim_discounts). Each in a
+    # fixed order (codes by code, promotions by id): two orders never deadlock.
     for _promotion, issued, code, i in sorted(claims, key=lambda c: c[2]):
         if issued is None:
             continue
@@ -346,37 +351,6 @@ async def apply_discounts(
             raise _coupon_problem(
                 CouponExhausted, f"the coupon {code} has been used", code=code, index=i
             )
-    for promotion, _issued, code, i in sorted(claims, key=lambda c: str(c[0].id)):
-        taken = await session.scalar(
-            update(Promotion)
-            .where(
-                Promotion.id == promotion.id,
-                or_(Promotion.total_limit.is_(None), Promotion.uses < Promotion.total_limit),
-            )
-            .values(uses=Promotion.uses + 1)
-            .returning(Promotion.uses)
-        )
-        if taken is None:
-            raise _coupon_problem(
-                CouponExhausted,
-                f"the coupon {code} has reached its total usage limit",
-                code=code,
-                index=i,
-            )
-        if promotion.per_customer_limit is not None:
-            used = await session.scalar(
-                select(func.count()).where(
-                    OrderDiscount.promotion_id == promotion.id,
-                    OrderDiscount.customer_id == customer_id,
-                    OrderDiscount.status == "active",
-                )
-            )
-            if (used or 0) >= promotion.per_customer_limit:
-                detail = (
-                    f"the coupon {code} may be used {promotion.per_customer_limit} time(s) "
-                    "per customer"
-                )
-                raise _coupon_problem(CouponCustomerLimit, detail, code=code, index=i)
 
     if loyalty_points:
         rule = await loyalty.earn_rule(session, currency)
@@ -412,7 +386,7 @@ async def apply_discounts(
                 amount=value,
             )
         )
-    return Applied(per_line, discounts)
+    return Applied(per_line, discounts, claims)
 
 
 def _coupon_problem(
@@ -427,11 +401,51 @@ def _coupon_problem(
     )
 
 
-async def spend_points_for(session: AsyncSession, order: Order, now: datetime) -> None:
-    """After the order row exists: take its points off the balance (422 if short)."""
+async def claim_discounts(
+    session: AsyncSession, order: Order, applied: Applied, now: datetime
+) -> None:
+    """Claim the uses of the order's promotions and spend its points: the last writes of the
+    order's transaction, so the rows they lock (a promotion every order of a campaign
+    updates, the points account) stay locked for as short a time as possible (until the
+    commit that follows). Raises the 422 problem
+    of the first claim that fails; the caller's transaction then rolls back entirely."""
+    claims, customer_id = applied.claims, order.customer_id
+    # Promotions by id: two orders with the same coupons lock them in the same order.
+    for promotion, _issued, code, i in sorted(claims, key=lambda c: str(c[0].id)):
+        taken = await session.scalar(
+            update(Promotion)
+            .where(
+                Promotion.id == promotion.id,
+                or_(Promotion.total_limit.is_(None), Promotion.uses < Promotion.total_limit),
+            )
+            .values(uses=Promotion.uses + 1)
+            .returning(Promotion.uses)
+        )
+        if taken is None:
+            raise _coupon_problem(
+                CouponExhausted,
+                f"the coupon {code} has reached its total usage limit",
+                code=code,
+                index=i,
+            )
+        if promotion.per_customer_limit is not None:
+            used = await session.scalar(
+                select(func.count()).where(
+                    OrderDiscount.promotion_id == promotion.id,
+                    OrderDiscount.customer_id == customer_id,
+                    OrderDiscount.status == "active",
+                )
+            )
+            if (used or 0) > promotion.per_customer_limit:  # this order's row counts too
+                detail = (
+                    f"the coupon {code} may be used {promotion.per_customer_limit} time(s) "
+                    "per customer"
+                )
+                raise _coupon_problem(CouponCustomerLimit, detail, code=code, index=i)
+
     for discount in order.discounts:
         if discount.kind == "points" and discount.points:
-            await loyalty.spend_points(session, order.customer_id, discount.points, order.id, now)
+            await loyalty.spend_points(session, customer_id, discount.points, order.id, now)
 
 
 async def release_discounts(session: AsyncSession, order: Order, now: datetime) -> None:
