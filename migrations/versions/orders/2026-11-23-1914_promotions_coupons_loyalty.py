@@ -25,7 +25,7 @@ def upgrade() -> None:
     op.create_table(
         "loyalty_account",
         sa.Column("customer_id", sa.Uuid(), nullable=False),
-        sa.Column("balance", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("balance", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("tier", sa.String(length=10), nullable=True),
         sa.Column("tier_since", sa.DateTime(timezone=True), nullable=True),
         sa.Column("below_since", sa.DateTime(timezone=True), nullable=True),
@@ -77,7 +77,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.Column("customer_id", sa.Uuid(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("points", sa.Integer(), nullable=False),
+        sa.Column("points", sa.BigInteger(), nullable=False),
         sa.Column("order_id", sa.Uuid(), nullable=True),
         sa.Column("note", sa.String(length=200), nullable=True),
         sa.Column(

@@ -133,10 +133,15 @@ def tier_for(points: int, settings: TierSettings) -> Tier | None:
     return None
 
 
+#: No order earns more (a guard against absurd rules on absurd amounts, far beyond any real
+#: order: the ledger's BIGINT would overflow near 9.2e18).
+MAX_POINTS_PER_ORDER = 10**15
+
+
 def points_for(lines: list[tuple[Decimal, Decimal]], rule: EarnRule) -> int:
     """``lines``: (net, multiplier) per line → points earned, rounded down once."""
     exact = sum((net * rule.points_per_unit * m for net, m in lines), Decimal(0))
-    return int(exact.to_integral_value(ROUND_FLOOR))
+    return min(int(exact.to_integral_value(ROUND_FLOOR)), MAX_POINTS_PER_ORDER)
 
 
 async def _account(session: AsyncSession, customer_id: UUID) -> None:

@@ -84,7 +84,7 @@ class LoyaltyAccount(Base):
     __table_args__ = (CheckConstraint(f"tier IS NULL OR tier IN {TIERS}", name="tier"),)
 
     customer_id: Mapped[UUID] = mapped_column(primary_key=True)
-    balance: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"), default=0)
     tier: Mapped[str | None] = mapped_column(String(10))
     tier_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: Since when the rolling points have been below the current tier's threshold.
@@ -111,7 +111,7 @@ class LoyaltyEntry(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     customer_id: Mapped[UUID]
     kind: Mapped[str] = mapped_column(String(16))
-    points: Mapped[int] = mapped_column(Integer)
+    points: Mapped[int] = mapped_column(BigInteger)
     order_id: Mapped[UUID | None]
     note: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
