@@ -3,7 +3,10 @@
 **Redemption** runs in the order's transaction. Every code is checked first (known, active,
 started, not expired, for this customer, in the order's currency, minimum spend met, some
 line eligible, not given twice); then the uses are claimed with conditional updates, in a
-fixed order (issued codes by code, then promotions by id) so two orders never deadlock:
+fixed order (issued codes by code, then promotions by id) so two orders never deadlock.
+Issued codes are claimed before the order's rows are written; promotions (a row every order
+of a campaign updates) and points are claimed last, just before the commit, so their row
+locks are held as briefly as possible (:func:`claim_discounts`):
 
 * ``UPDATE coupon_code SET uses = uses + 1 WHERE code = :c AND uses < max_uses``
 * ``UPDATE promotion SET uses = uses + 1 WHERE id = :p AND (total_limit IS NULL OR uses <
@@ -256,8 +259,8 @@ async def apply_discounts(
     loyalty_points: int,
     now: datetime,
 ) -> Applied:
-    """Validate and price the coupons, then the points; claim their uses (see module doc).
-    Raises a 422 problem naming the code and the reason; the caller's transaction rolls
+    """Validate and price the coupons, then the points, and claim the issued codes (the
+    promotions and points are claimed by :func:`claim_discounts`, last). Raises a 422 problem naming the code and the reason; the caller's transaction rolls
     back, so nothing is half-written."""
     nets = [line.net for line in lines]
     spend = sum(nets, Decimal(0))
