@@ -92,10 +92,14 @@ ROUTES: tuple[Route, ...] = (
     Route("/care-plans", "interactions"),
     # What orders learns from purchases, under the customer's path too.
     Route("/customers/*/recommendations", "orders"),
+    Route("/customers/*/loyalty", "orders"),
     Route("/products", "orders"),
     Route("/orders", "orders"),
     Route("/deals", "orders"),
     Route("/pipeline", "orders"),
+    Route("/promotions", "orders"),
+    Route("/coupons", "orders"),
+    Route("/loyalty", "orders"),
     Route("/admin", LOCAL),
     Route("/webhook-endpoints", LOCAL),
 )

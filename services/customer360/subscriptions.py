@@ -10,6 +10,7 @@ from shared.events import (
     CustomerScored,
     CustomerUpdated,
     InteractionRecorded,
+    LoyaltyTierChanged,
     OrderPlaced,
     OrderStatusChanged,
     SegmentEntered,
@@ -25,6 +26,7 @@ subscriptions = Subscriptions()
 # The 360 view and timeline, built from every part's events (and our own profile events).
 subscriptions.on(OrderPlaced)(view.on_order_placed)
 subscriptions.on(OrderStatusChanged)(view.on_order_status_changed)
+subscriptions.on(LoyaltyTierChanged)(view.on_loyalty_tier_changed)
 subscriptions.on(InteractionRecorded)(view.on_interaction_recorded)
 subscriptions.on(BehaviourRecorded)(view.on_behaviour_recorded)
 subscriptions.on(TicketOpened)(view.on_ticket_opened)

@@ -1,6 +1,6 @@
 from typing import ClassVar
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import RapportSettings, check_http_url
@@ -15,5 +15,8 @@ class Settings(RapportSettings):
     #: e-mail, a phone or the platform's customer id.
     customer360_url: str = "http://127.0.0.1:8001"
     customer360_timeout_s: float = 5.0
+    #: How often the loyalty tiers are evaluated (downgrades after the grace period need a
+    #: pass); 0 turns the periodic pass off (``POST /loyalty/tiers:evaluate`` still works).
+    loyalty_evaluation_interval_s: float = Field(default=3600.0, ge=0)
 
     _urls = field_validator("customer360_url")(check_http_url)

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from services.orders.api import routers
 from services.orders.config import Settings
+from services.orders.loyalty.scheduler import tier_scheduler_lifespan
 from services.orders.partner import handlers as partner_handlers
 from services.orders.partner.customers import CustomerResolver
 from services.orders.subscriptions import subscriptions
@@ -22,7 +23,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resolver = CustomerResolver(settings, getattr(app.state, "customer360_transport", None))
         partner_handlers.install(resolver)
         try:
-            yield
+            async with tier_scheduler_lifespan(app):
+                yield
         finally:
             partner_handlers.uninstall(resolver)
             await resolver.aclose()
@@ -31,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings,
         title="Rapport orders",
         description="Products, orders, payments, partner orders, the sales pipeline, "
-        "forecasts and recommendations.",
+        "forecasts, recommendations, coupons and loyalty.",
         routers=routers,
         subscriptions=subscriptions,
         openapi_tags=[
@@ -40,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "deals", "description": "Deals (opportunities) moving through the pipeline"},
             {"name": "pipeline", "description": "Pipeline stages, summary and forecast"},
             {"name": "recommendations", "description": "What a customer may want next"},
+            {"name": "promotions", "description": "Promotions and coupon codes"},
+            {"name": "loyalty", "description": "Loyalty points, earn rules and tiers"},
         ],
         lifespan_extension=partner_client,
     )

@@ -11,6 +11,7 @@ from shared.events import (
     CustomerMerged,
     CustomerUpdated,
     InteractionRecorded,
+    LoyaltyTierChanged,
     OrderPlaced,
     OrderStatusChanged,
     SurveyAnswered,
@@ -35,6 +36,7 @@ subscriptions.on(BehaviourRecorded)(handlers.on_behaviour_recorded)
 subscriptions.on(TicketOpened)(handlers.on_ticket_opened)
 subscriptions.on(TicketStatusChanged)(handlers.on_ticket_status_changed)
 subscriptions.on(SurveyAnswered)(handlers.on_survey_answered)
+subscriptions.on(LoyaltyTierChanged)(handlers.on_loyalty_tier_changed)
 subscriptions.at_commit(handlers.reevaluate_deferred)
 
 #: RFM, lifecycle, CLV and churn risk (services/segmentation/analytics).

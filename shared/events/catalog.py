@@ -37,6 +37,8 @@ __all__ = [
     "DealStageChanged",
     "DealWon",
     "InteractionRecorded",
+    "LoyaltyTierChanged",
+    "OrderCoupon",
     "OrderItem",
     "OrderPlaced",
     "OrderStatusChanged",
@@ -319,6 +321,16 @@ class OrderItem(BaseModel):
     total: Decimal
 
 
+class OrderCoupon(BaseModel):
+    """A coupon redeemed by an order: its code, promotion and the money it took off."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    promotion_id: UUID
+    amount: Decimal
+
+
 class OrderPlaced(Event):
     """An order was placed. Money is a decimal string with its ISO 4217 currency."""
 
@@ -333,6 +345,13 @@ class OrderPlaced(Event):
     items: list[OrderItem] = Field(default_factory=list)
     source: str | None = None
     external_id: str | None = None
+    #: Everything taken off the order (line discounts, coupons, points); ``None`` from
+    #: publishers older than coupons.
+    discount_total: Decimal | None = None
+    #: Coupon codes redeemed by the order, and what each took off.
+    coupons: list[OrderCoupon] = Field(default_factory=list)
+    #: Loyalty points spent on the order (0: none).
+    points_redeemed: int = 0
 
 
 class OrderStatusChanged(Event):
@@ -349,6 +368,23 @@ class OrderStatusChanged(Event):
     paid_total: Decimal | None = None
     refunded_total: Decimal | None = None
     currency: str | None = None
+
+
+class LoyaltyTierChanged(Event):
+    """A customer's loyalty tier changed (``tier`` null: no tier any more).
+
+    Upgrades happen as soon as points are earned; downgrades only at an evaluation, after the
+    grace period. ``rolling_points``: points earned over the 12 months before ``changed_at``.
+    """
+
+    event_type: ClassVar[str] = "rapport.order.loyalty_tier_changed.v1"
+    topic: ClassVar[str] = ORDER_TOPIC
+
+    tier: Literal["silver", "gold", "platinum"] | None
+    previous_tier: Literal["silver", "gold", "platinum"] | None
+    direction: Literal["upgrade", "downgrade"]
+    rolling_points: int
+    changed_at: datetime
 
 
 class DealStageChanged(Event):

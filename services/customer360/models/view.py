@@ -80,6 +80,9 @@ class CustomerSummary(Base):
     clv_currency: Mapped[str | None] = mapped_column(String(3))
     churn_risk: Mapped[float | None] = mapped_column(Float)
     scored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The loyalty tier orders last announced (``LoyaltyTierChanged``) and when it changed.
+    loyalty_tier: Mapped[str | None] = mapped_column(String(20))
+    loyalty_tier_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )

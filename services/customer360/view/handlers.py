@@ -27,6 +27,7 @@ from shared.events import (
     CustomerUpdated,
     Envelope,
     InteractionRecorded,
+    LoyaltyTierChanged,
     OrderPlaced,
     OrderStatusChanged,
     SegmentEntered,
@@ -45,6 +46,7 @@ __all__ = [
     "on_customer_scored",
     "on_customer_updated",
     "on_interaction_recorded",
+    "on_loyalty_tier_changed",
     "on_order_placed",
     "on_order_status_changed",
     "on_segment_entered",
@@ -115,6 +117,31 @@ async def on_order_status_changed(
         title=f"Order {_label(event.status).lower()}",
         reference_id=event.order_id,
         data={"status": event.status, "previous_status": event.previous_status},
+    )
+
+
+async def on_loyalty_tier_changed(
+    session: AsyncSession, event: LoyaltyTierChanged, envelope: Envelope
+) -> None:
+    """The current tier on the summary, and a timeline entry ("Loyalty tier: Gold")."""
+    repo = ViewRepository(session)
+    customer_id = await _target(repo, event)
+    if customer_id is None:
+        return
+    await repo.loyalty_tier(customer_id, event.tier, event.changed_at)
+    tier = _label(event.tier) if event.tier else "none"
+    await repo.add_entry(
+        customer_id,
+        event_id=envelope.id,
+        occurred_at=event.changed_at,
+        kind=f"loyalty.{event.direction}",
+        title=f"Loyalty tier: {tier}"
+        + (f" (was {_label(event.previous_tier)})" if event.previous_tier else ""),
+        data={
+            "tier": event.tier,
+            "previous_tier": event.previous_tier,
+            "rolling_points": event.rolling_points,
+        },
     )
 
 

@@ -398,6 +398,21 @@ class ViewRepository:
             .values(scored_at=scored_at, updated_at=func.now(), **scores)
         )
 
+    async def loyalty_tier(self, customer_id: UUID, tier: str | None, changed_at: datetime) -> None:
+        """The loyalty tier orders announced; an older change arriving late changes nothing."""
+        await self.ensure_summary(customer_id)
+        await self.session.execute(
+            update(CustomerSummary)
+            .where(
+                CustomerSummary.customer_id == customer_id,
+                or_(
+                    CustomerSummary.loyalty_tier_at.is_(None),
+                    CustomerSummary.loyalty_tier_at <= changed_at,
+                ),
+            )
+            .values(loyalty_tier=tier, loyalty_tier_at=changed_at, updated_at=func.now())
+        )
+
     # --- merge and erase ----------------------------------------------------------------
     async def merge(self, survivor_id: UUID, merged_id: UUID) -> None:
         """Move everything of ``merged_id`` to the survivor and combine the aggregates."""

@@ -105,6 +105,12 @@ class CustomerAggregates(BaseModel):
     clv_currency: str | None
     churn_risk: float | None = Field(description="0 (staying) to 1 (leaving).")
     scored_at: datetime | None
+    loyalty_tier: str | None = Field(
+        default=None,
+        description="The loyalty tier orders last announced (`silver`, `gold`, `platinum`).",
+        examples=["gold"],
+    )
+    loyalty_tier_at: datetime | None = Field(default=None, description="When it changed.")
     updated_at: datetime | None = Field(description="When the last event changed these figures.")
 
     @classmethod
@@ -166,6 +172,8 @@ class CustomerAggregates(BaseModel):
             clv_currency=summary.clv_currency,
             churn_risk=summary.churn_risk,
             scored_at=summary.scored_at,
+            loyalty_tier=summary.loyalty_tier,
+            loyalty_tier_at=summary.loyalty_tier_at,
             updated_at=summary.updated_at,
         )
 

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from services.orders.models.base import Base
+from services.orders.models.promotion import OrderDiscount
 
 ORDER_STATUSES = ("pending", "paid", "fulfilled", "cancelled", "partially_refunded", "refunded")
 SALES_CHANNELS = ("online_store", "physical_store", "marketplace", "sales_rep")
@@ -76,6 +77,10 @@ class Order(Base):
     refunds: Mapped[list["Refund"]] = relationship(
         order_by="Refund.created_at", lazy="selectin", cascade="all, delete-orphan"
     )
+    #: Coupons and loyalty points applied (services/orders/promotion).
+    discounts: Mapped[list["OrderDiscount"]] = relationship(
+        order_by="OrderDiscount.position", lazy="selectin", cascade="all, delete-orphan"
+    )
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -85,6 +90,10 @@ class OrderLine(Base):
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("discount >= 0 AND discount <= quantity * unit_price", name="discount"),
+        CheckConstraint(
+            "promotion_discount >= 0 AND promotion_discount <= discount",
+            name="promotion_discount",
+        ),
     )
 
     order_id: Mapped[UUID] = mapped_column(
@@ -96,7 +105,12 @@ class OrderLine(Base):
     name: Mapped[str] = mapped_column(String(300))
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(_MONEY)
+    #: Everything taken off the line: the line's own discount plus coupons and points.
     discount: Mapped[Decimal] = mapped_column(_MONEY)
+    #: The part of ``discount`` that came from coupons and loyalty points.
+    promotion_discount: Mapped[Decimal] = mapped_column(
+        _MONEY, server_default=text("0"), default=Decimal(0)
+    )
     tax_rate: Mapped[Decimal] = mapped_column(Numeric(6, 4, asdecimal=True))
     tax: Mapped[Decimal] = mapped_column(_MONEY)
     total: Mapped[Decimal] = mapped_column(_MONEY)

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.orders.money import Amount, CurrencyCode, quantum
+from services.orders.promotion.schemas import CODE_PATTERN
 
 SalesChannel = Literal["online_store", "physical_store", "marketplace", "sales_rep"]
 OrderStatus = Literal["pending", "paid", "fulfilled", "cancelled", "partially_refunded", "refunded"]
@@ -60,6 +61,20 @@ class OrderCreate(BaseModel):
     placed_at: datetime | None = Field(default=None, description="Defaults to now.")
     shipping_address: dict[str, Any] | None = None
     note: str | None = Field(default=None, max_length=2000)
+    coupon_codes: list[Annotated[str, Field(pattern=CODE_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Coupon codes to redeem (shared or issued to this customer), applied in "
+        "this order; each must be valid or the order is refused with a 422 naming it.",
+        examples=[["SPRING-15"]],
+    )
+    loyalty_points: int = Field(
+        default=0,
+        ge=0,
+        le=100_000_000,
+        description="Loyalty points to spend on this order, at the currency's point value; "
+        "beyond the balance answers 422 `insufficient-points`.",
+    )
 
 
 class PaymentCreate(BaseModel):
@@ -92,10 +107,25 @@ class LineRead(BaseModel):
     name: str
     quantity: int
     unit_price: Decimal
-    discount: Decimal
+    discount: Decimal = Field(description="Everything off the line, coupons and points included.")
+    promotion_discount: Decimal = Field(description="The part of `discount` from coupons/points.")
     tax_rate: Decimal
     tax: Decimal
     total: Decimal
+
+
+class DiscountRead(BaseModel):
+    """A coupon or loyalty points applied to the order (`released` after a cancel or a full
+    refund gave it back)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: Literal["coupon", "points"]
+    code: str | None
+    promotion_id: UUID | None
+    points: int | None
+    amount: Decimal
+    status: Literal["active", "released"]
 
 
 class PaymentRead(BaseModel):
@@ -144,6 +174,7 @@ class OrderRead(BaseModel):
     lines: list[LineRead]
     payments: list[PaymentRead]
     refunds: list[RefundRead]
+    discounts: list[DiscountRead] = Field(default_factory=list)
     version: int
 
     @model_validator(mode="after")
@@ -163,6 +194,9 @@ class OrderRead(BaseModel):
         for line in self.lines:
             line.unit_price, line.discount = q(line.unit_price), q(line.discount)
             line.tax, line.total = q(line.tax), q(line.total)
+            line.promotion_discount = q(line.promotion_discount)
+        for discount in self.discounts:
+            discount.amount = q(discount.amount)
         for payment in self.payments:
             payment.amount = q(payment.amount)
         for refund in self.refunds:

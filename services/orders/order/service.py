@@ -4,6 +4,12 @@ Every change runs in one transaction with its outbox event (``OrderPlaced`` on c
 ``OrderStatusChanged`` whenever the status moves). Payments and refunds lock the order row
 (``FOR UPDATE``) so two concurrent refunds can never together exceed what was paid. Placing
 an order also updates the recommender's co-purchase counts, in the same transaction.
+
+Coupons (``coupon_codes``) and loyalty points (``loyalty_points``) are validated, priced and
+claimed in the same transaction (services/orders/promotion): they add to the lines'
+discounts, before tax. Loyalty follows the status: ``paid`` earns points, a refund takes
+back the refunded share, ``cancelled`` / ``refunded`` release coupons and spent points
+(services/orders/loyalty).
 """
 
 from __future__ import annotations
@@ -15,14 +21,16 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.orders.loyalty import service as loyalty
 from services.orders.models import Order, OrderLine, Payment, Product, Refund
 from services.orders.money import fits_currency, minor_units, quantum
 from services.orders.order.pricing import TRANSITIONS, price_line, refund_status, total_order
 from services.orders.order.schemas import OrderCreate, PaymentCreate, RefundCreate
+from services.orders.promotion import service as promotions
 from services.orders.recommendation.repository import record_purchase
 from shared.auth import Principal
 from shared.errors import Conflict, NotFound, raise_if_invalid
-from shared.events import OrderItem, OrderPlaced, OrderStatusChanged
+from shared.events import OrderCoupon, OrderItem, OrderPlaced, OrderStatusChanged
 from shared.messaging import publish
 
 __all__ = ["add_payment", "add_refund", "change_status", "create_order", "get_order"]
@@ -86,7 +94,7 @@ async def create_order(session: AsyncSession, data: OrderCreate, principal: Prin
         unit_price = unit_price.quantize(quantum(data.currency))
         discount = given.discount.quantize(quantum(data.currency))
         try:
-            price = price_line(given.quantity, unit_price, discount, given.tax_rate, data.currency)
+            price_line(given.quantity, unit_price, discount, given.tax_rate, data.currency)
         except ValueError as exc:
             errors.append({"pointer": f"{at}/discount", "detail": str(exc)})
             continue
@@ -99,18 +107,39 @@ async def create_order(session: AsyncSession, data: OrderCreate, principal: Prin
                 quantity=given.quantity,
                 unit_price=unit_price,
                 discount=discount,
+                promotion_discount=Decimal(0),
                 tax_rate=given.tax_rate,
-                tax=price.tax,
-                total=price.total,
             )
         )
     raise_if_invalid(errors)
-    totals = total_order(
-        [
-            price_line(li.quantity, li.unit_price, li.discount, li.tax_rate, data.currency)
-            for li in lines
-        ]
-    )
+    applied = None
+    if data.coupon_codes or data.loyalty_points:
+        applied = await promotions.apply_discounts(
+            session,
+            customer_id=data.customer_id,
+            currency=data.currency,
+            lines=[
+                promotions.DraftLine(
+                    li.product_id,
+                    products[li.product_id].category,
+                    li.quantity * li.unit_price - li.discount,
+                )
+                for li in lines
+            ],
+            coupon_codes=data.coupon_codes,
+            loyalty_points=data.loyalty_points,
+            now=now,
+        )
+        for li, extra in zip(lines, applied.line_discounts, strict=True):
+            li.promotion_discount = extra
+            li.discount += extra
+    priced = [
+        price_line(li.quantity, li.unit_price, li.discount, li.tax_rate, data.currency)
+        for li in lines
+    ]
+    for li, price in zip(lines, priced, strict=True):
+        li.tax, li.total = price.tax, price.total
+    totals = total_order(priced)
     order = Order(
         customer_id=data.customer_id,
         status="pending",
@@ -131,6 +160,7 @@ async def create_order(session: AsyncSession, data: OrderCreate, principal: Prin
         lines=lines,
         payments=[],
         refunds=[],
+        discounts=applied.discounts if applied is not None else [],
     )
     session.add(order)
     await session.flush()
@@ -152,8 +182,17 @@ async def create_order(session: AsyncSession, data: OrderCreate, principal: Prin
             ],
             source=order.source,
             external_id=order.external_id,
+            discount_total=order.discount_total,
+            coupons=[
+                OrderCoupon(code=d.code, promotion_id=d.promotion_id, amount=d.amount)
+                for d in order.discounts
+                if d.kind == "coupon" and d.code is not None and d.promotion_id is not None
+            ],
+            points_redeemed=sum(d.points or 0 for d in order.discounts if d.kind == "points"),
         ),
     )
+    if applied is not None:  # last: the rows it locks stay locked only until the commit
+        await promotions.claim_discounts(session, order, applied, now)
     if order.total == 0:  # nothing to pay: paid at once
         await _move(session, order, "paid")
     return order
@@ -178,6 +217,12 @@ async def _move(session: AsyncSession, order: Order, status: str) -> None:
     elif status == "cancelled":
         order.cancelled_at = now
     await session.flush()
+    if status == "paid":
+        await loyalty.earn_for_order(session, order, now)
+    elif status in ("partially_refunded", "refunded"):
+        await loyalty.reverse_for_refund(session, order, now)
+    if status in ("cancelled", "refunded"):
+        await promotions.release_discounts(session, order, now)
     await publish(
         session,
         OrderStatusChanged(

@@ -39,6 +39,7 @@ from shared.events import (
     CustomerUpdated,
     Envelope,
     InteractionRecorded,
+    LoyaltyTierChanged,
     OrderPlaced,
     OrderStatusChanged,
     SurveyAnswered,
@@ -262,6 +263,26 @@ async def on_survey_answered(
         event.customer_id,
         {f"last_{event.survey}", f"last_{event.survey}_at", "event:survey_answered"},
     )
+
+
+async def on_loyalty_tier_changed(
+    session: AsyncSession, event: LoyaltyTierChanged, envelope: Envelope
+) -> None:
+    """``loyalty_tier`` as a feature (``loyalty_tier eq gold``) and the change in the event
+    log (``performed loyalty_tier_changed where direction = upgrade``)."""
+    repo = CustomerFeaturesRepository(session)
+    await repo.record_loyalty_tier(event.customer_id, tier=event.tier, changed_at=event.changed_at)
+    await repo.log_event(
+        event.customer_id,
+        "loyalty_tier_changed",
+        event.changed_at,
+        {
+            "tier": event.tier,
+            "previous_tier": event.previous_tier,
+            "direction": event.direction,
+        },
+    )
+    await _changed(session, event.customer_id, {"loyalty_tier", "event:loyalty_tier_changed"})
 
 
 async def on_customer_erased(

@@ -242,6 +242,29 @@ class CustomerFeaturesRepository:
             )
         )
 
+    async def record_loyalty_tier(
+        self, customer_id: UUID, *, tier: str | None, changed_at: datetime
+    ) -> None:
+        """Keep the latest tier orders announced (changes may arrive out of order)."""
+        statement = insert(CustomerFeatures).values(
+            customer_id=customer_id, loyalty_tier=tier, loyalty_tier_at=changed_at
+        )
+        at = CustomerFeatures.loyalty_tier_at
+        newer = or_(at.is_(None), at <= statement.excluded.loyalty_tier_at)
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[CustomerFeatures.customer_id],
+                set_={
+                    "loyalty_tier": case(
+                        (newer, statement.excluded.loyalty_tier),
+                        else_=CustomerFeatures.loyalty_tier,
+                    ),
+                    "loyalty_tier_at": func.greatest(at, statement.excluded.loyalty_tier_at),
+                    "updated_at": func.now(),
+                },
+            )
+        )
+
     async def log_event(
         self,
         customer_id: UUID,
@@ -343,6 +366,11 @@ class CustomerFeaturesRepository:
             if theirs is not None and (mine is None or theirs > mine):
                 setattr(survivor, f"last_{survey}", getattr(merged, f"last_{survey}"))
                 setattr(survivor, f"last_{survey}_at", theirs)
+        if merged.loyalty_tier_at is not None and (
+            survivor.loyalty_tier_at is None or merged.loyalty_tier_at > survivor.loyalty_tier_at
+        ):
+            survivor.loyalty_tier = merged.loyalty_tier
+            survivor.loyalty_tier_at = merged.loyalty_tier_at
         survivor.tags = sorted(set(survivor.tags) | set(merged.tags))
         await self.session.delete(merged)
         await self.session.flush()

@@ -48,4 +48,8 @@ class CustomerFeaturesRead(BaseModel):
     last_csat_at: datetime | None
     last_nps: int | None
     last_nps_at: datetime | None
+    loyalty_tier: str | None = Field(
+        default=None, description="As orders last announced: `silver`, `gold` or `platinum`."
+    )
+    loyalty_tier_at: datetime | None = None
     updated_at: datetime

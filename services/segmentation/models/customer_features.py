@@ -56,6 +56,9 @@ class CustomerFeatures(Base):
     orders_90d: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     orders_365d: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     windows_change_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The loyalty tier orders last announced, and when it changed (a late event loses).
+    loyalty_tier: Mapped[str | None] = mapped_column(String(20))
+    loyalty_tier_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # --- interactions, tickets, surveys ---
     interaction_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_interaction_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -100,6 +100,8 @@ FEATURES: dict[str, FieldSpec] = {
         _f("last_csat_at", "timestamp", "when it was given"),
         _f("last_nps", "int", "the latest NPS answer (0-10)"),
         _f("last_nps_at", "timestamp", "when it was given"),
+        _f("loyalty_tier", "string", "`silver`, `gold` or `platinum` (absent: no tier)"),
+        _f("loyalty_tier_at", "timestamp", "when the loyalty tier last changed"),
     )
 }
 
@@ -131,4 +133,5 @@ EVENT_TYPES: dict[str, dict[str, FieldSpec]] = {
     "ticket_opened": _attrs(category="string", priority="string"),
     "ticket_status_changed": _attrs(status="string", previous_status="string"),
     "survey_answered": _attrs(survey="string", score="int"),
+    "loyalty_tier_changed": _attrs(tier="string", previous_tier="string", direction="string"),
 }

@@ -83,6 +83,10 @@ class TestMergedDocument:
         assert "/api/v1/customers/{customer_id}/recommendations" in paths  # from orders
         assert "/api/v1/deals/{deal_id}/won" in paths
         assert "/api/v1/pipeline/forecast" in paths
+        assert "/api/v1/promotions/{promotion_id}/codes:issue" in paths
+        assert "/api/v1/coupons/{code}" in paths
+        assert "/api/v1/customers/{customer_id}/loyalty" in paths
+        assert "/api/v1/loyalty/earn-rules/{currency}" in paths
         assert "/api/v1/admin/api-keys" in paths  # the gateway's own
         assert "/webhooks/{source}" in paths
         assert "/health" in paths  # the gateway's, not a service's

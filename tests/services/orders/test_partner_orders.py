@@ -112,7 +112,10 @@ async def reports(app, source: str) -> dict[str, list[tuple[str, str]]]:
     found: dict[str, list[tuple[str, str]]] = {}
     async with app.state.database.session() as session:
         rows = await session.execute(
-            text("SELECT payload FROM orders.outbox WHERE topic = 'rapport.webhook.status.v1'")
+            text(
+                "SELECT payload FROM orders.outbox WHERE topic = 'rapport.webhook.status.v1'"
+                " ORDER BY id"
+            )
         )
         for (payload,) in rows:
             body = json.loads(payload)
