@@ -90,6 +90,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/surveys", "interactions"),
     Route("/tasks", "interactions"),
     Route("/care-plans", "interactions"),
+    Route("/campaigns", "interactions"),
     # What orders learns from purchases, under the customer's path too.
     Route("/customers/*/recommendations", "orders"),
     Route("/products", "orders"),

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.interactions.api import routers
+from services.interactions.campaign.sender import campaign_sender_lifespan
 from services.interactions.careplan.scheduler import care_plan_scheduler_lifespan
 from services.interactions.config import Settings
 from services.interactions.interaction import partners, webhooks
@@ -18,7 +19,11 @@ from shared.app import create_app as create_part_app
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
-        async with sla_scheduler_lifespan(app), care_plan_scheduler_lifespan(app):
+        async with (
+            sla_scheduler_lifespan(app),
+            care_plan_scheduler_lifespan(app),
+            campaign_sender_lifespan(app),
+        ):
             yield
     finally:
         await app.state.customer_resolver.close()
@@ -40,6 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "surveys", "description": "CSAT and NPS answers and their figures"},
             {"name": "tasks", "description": "Follow-up tasks, by hand or from care plans"},
             {"name": "care plans", "description": "Rules that create follow-ups on schedule"},
+            {
+                "name": "campaigns",
+                "description": "Marketing campaigns to a segment or a list, by e-mail, SMS or "
+                "a partner channel: consent-aware, capped, quiet at night, measured",
+            },
         ],
         lifespan_extension=_lifespan,
     )

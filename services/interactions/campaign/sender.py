@@ -1,0 +1,274 @@
+"""The campaign sender: starts scheduled campaigns when due and sends their queued messages.
+
+Every replica runs one (``INTERACTIONS_CAMPAIGN_SENDER_ENABLED``); they share the work
+through ``FOR UPDATE SKIP LOCKED`` claims. ``python -m services.interactions.campaign.sender``
+runs one on its own (ops, the crash test, the benchmark).
+
+**Crash-resume, at most once.** A message is marked ``sending`` with a lease in its own
+committed transaction *before* the provider is called, and ``sent`` (with its outbound
+interaction and event) in the transaction right after. A sender that dies between the two
+leaves the row ``sending``: the message may or may not have reached the SMTP server, and
+resending could deliver it twice. When the lease expires the row becomes ``unconfirmed`` — it
+is never resent — and the campaign report counts it. Rows still ``queued`` are simply sent
+by whichever sender runs next. So a crash costs at most ``campaign_sender_concurrency``
+unconfirmed messages per sender, and never a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import aiosmtplib
+import httpx
+from fastapi import FastAPI
+
+from services.interactions.campaign import service
+from services.interactions.campaign.delivery import (
+    EmailProvider,
+    HttpProvider,
+    Outgoing,
+    PermanentFailure,
+    TemporaryFailure,
+    TokenBucket,
+)
+from services.interactions.campaign.repository import CampaignRepository, Claimed
+from services.interactions.config import Settings
+from services.interactions.models import Campaign
+from services.interactions.scheduling import Clock, PeriodicJob, running_job, utcnow
+from shared.db import Database
+from shared.errors import RapportError
+
+__all__ = ["CampaignSender", "campaign_sender_lifespan"]
+
+logger = logging.getLogger(__name__)
+
+_CONSENT = {"email": "consent_email", "sms": "consent_sms", "webhook": "consent_webhook"}
+
+
+class CampaignSender(PeriodicJob):
+    name = "campaign-sender"
+
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        *,
+        now: Clock = utcnow,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(database, now=now, interval_s=settings.campaign_sender_interval_s)
+        self.settings = settings
+        self.email = EmailProvider(settings)
+        self._own_http = http is None
+        self.http_client = http or httpx.AsyncClient(timeout=settings.smtp_timeout_s)
+        self.http = HttpProvider(settings, self.http_client)
+        self.buckets = {
+            "email": TokenBucket(settings.campaign_rate_per_s),
+            "http": TokenBucket(settings.campaign_rate_per_s),
+        }
+        self._campaigns: dict[tuple[uuid.UUID, int], Campaign] = {}
+        self._wakeup = asyncio.Event()
+        #: Counted since start (the benchmark and the logs read them).
+        self.sent = 0
+        self.failed = 0
+        self.retried = 0
+        self.unconfirmed = 0
+
+    def wake(self) -> None:
+        """Run a pass soon (a campaign was just started) instead of after the interval."""
+        self._wakeup.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.interval_s)
+            if self._wakeup.is_set():
+                self._wakeup.clear()
+                await asyncio.sleep(0.1)  # the starting request commits as it answers
+            try:
+                if done := await self.run_once():
+                    logger.info("%s: %d sent", self.name, done)
+            except Exception as exc:  # the database may be down for a while: try next time
+                logger.warning("%s pass failed: %s", self.name, exc)
+
+    async def close(self) -> None:
+        if self._own_http:
+            await self.http_client.aclose()
+
+    async def run_once(self) -> int:
+        """Start due campaigns, expire stale leases, send everything due; returns how many
+        messages were sent."""
+        await self.start_due()
+        async with self.database.session() as session:
+            self.unconfirmed += await CampaignRepository(session).expire_leases(self.now())
+        results = await asyncio.gather(
+            *(self._work() for _ in range(self.settings.campaign_sender_concurrency))
+        )
+        async with self.database.session() as session:
+            await CampaignRepository(session).complete_finished(self.now())
+        return sum(results)
+
+    async def start_due(self) -> int:
+        started = 0
+        while True:
+            async with self.database.session() as session:
+                due = await CampaignRepository(session).due_scheduled(self.now(), 1)
+                if not due:
+                    return started
+                campaign = due[0]
+                try:
+                    async with session.begin_nested():
+                        await service.start(session, campaign, self.settings, self.now())
+                except RapportError as exc:
+                    # Nothing to send to: the campaign ends, the reason in the log (its
+                    # report shows an empty audience).
+                    logger.warning("campaign %s not started: %s", campaign.id, exc.detail)
+                    await session.refresh(campaign)
+                    campaign.status = "completed"
+                    campaign.started_at = campaign.completed_at = self.now()
+                    campaign.version += 1
+                started += 1
+
+    async def _work(self) -> int:
+        done = 0
+        smtp = self.email.client()
+        try:
+            while True:
+                async with self.database.session() as session:
+                    claimed = await CampaignRepository(session).claim(
+                        self.now(), self.settings.campaign_send_lease_s
+                    )
+                if not claimed:
+                    return done
+                if await self._deliver(claimed[0], smtp):
+                    done += 1
+        finally:
+            if smtp.is_connected:
+                with contextlib.suppress(Exception):
+                    await smtp.quit()
+
+    async def _campaign(self, session_repo: CampaignRepository, campaign_id: uuid.UUID) -> Campaign:
+        campaign = await session_repo.get(campaign_id)
+        assert campaign is not None  # messages go with their campaign (ON DELETE CASCADE)
+        key = (campaign.id, campaign.version)
+        return self._campaigns.setdefault(key, campaign)
+
+    async def _deliver(self, message: Claimed, smtp: aiosmtplib.SMTP) -> bool:
+        async with self.database.session() as session:
+            repo = CampaignRepository(session)
+            campaign = await self._campaign(repo, message.campaign_id)
+            recipient = await repo.recipient(message.customer_id)
+        if recipient is None:
+            return await self._finish(message, status="failed", last_error="customer erased")
+        if not recipient.get(_CONSENT[message.channel]):
+            # Consent withdrawn since the campaign started (an unsubscribe, say).
+            return await self._finish(message, status="skipped", skip_reason="no-consent")
+        try:
+            subject, body = service.render_for(campaign, recipient)
+        except Exception as exc:  # the sandbox refused something at render time
+            return await self._finish(message, status="failed", last_error=f"template: {exc}")
+        out = Outgoing(
+            message.id,
+            campaign.id,
+            message.customer_id,
+            message.channel,
+            message.address or "",
+            subject,
+            body,
+        )
+        try:
+            if message.channel == "email":
+                await self.buckets["email"].take()
+                await self.email.send(smtp, out)
+            else:
+                await self.buckets["http"].take()
+                await self.http.send(out)
+        except TemporaryFailure as exc:
+            if message.attempts >= self.settings.campaign_max_attempts:
+                self.failed += 1
+                return await self._finish(message, status="failed", last_error=str(exc))
+            self.retried += 1
+            delay = self.settings.campaign_retry_backoff_s * 2 ** (message.attempts - 1)
+            return await self._finish(
+                message,
+                status="queued",
+                last_error=str(exc),
+                not_before=self.now() + timedelta(seconds=delay),
+            )
+        except PermanentFailure as exc:
+            self.failed += 1
+            return await self._finish(message, status="failed", last_error=str(exc))
+        now = self.now()
+        interaction_id = uuid.uuid4()
+        async with self.database.session() as session:
+            mine = await CampaignRepository(session).finish(
+                message.id, {"status": "sent", "sent_at": now, "interaction_id": interaction_id}
+            )
+            if mine:
+                await service.record_sent(
+                    session,
+                    interaction_id=interaction_id,
+                    message_id=message.id,
+                    campaign=campaign,
+                    customer_id=message.customer_id,
+                    address=out.address,
+                    subject=subject,
+                    body=body,
+                    at=now,
+                )
+        if mine:
+            self.sent += 1
+        return mine
+
+    async def _finish(self, message: Claimed, **values: object) -> bool:
+        async with self.database.session() as session:
+            await CampaignRepository(session).finish(message.id, dict(values))
+        return False
+
+
+@asynccontextmanager
+async def campaign_sender_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    sender = None
+    if settings.campaign_sender_enabled:
+        sender = CampaignSender(app.state.database, settings)
+        app.state.campaign_sender = sender
+    try:
+        async with running_job(sender):
+            yield
+    finally:
+        if sender is not None:
+            await sender.close()
+
+
+async def _main() -> None:
+    """Run a sender until killed (the interval's loop, without the HTTP app)."""
+    settings = Settings()
+    database = Database(
+        settings.database_url,
+        schema=settings.schema_name,
+        pool_size=settings.campaign_sender_concurrency + 2,
+        application_name="interactions-campaign-sender",
+    )
+    sender = CampaignSender(database, settings)
+    try:
+        while True:
+            try:
+                await sender.run_once()
+            except Exception as exc:  # the database may be down for a while
+                logger.warning("campaign sender pass failed: %s", exc)
+            await asyncio.sleep(settings.campaign_sender_interval_s)
+    finally:
+        await sender.close()
+        await database.dispose()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(_main())
