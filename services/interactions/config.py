@@ -1,9 +1,9 @@
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import RapportSettings, check_http_url
+from shared.settings import Environment, RapportSettings, check_http_url
 
 WebhookFormat = Literal["email-events", "conversations", "web-tracking"]
 
@@ -19,6 +19,8 @@ _FORMATS: dict[str, WebhookFormat] = {
 
 
 _HH_MM = r"^([01]\d|2[0-3]):[0-5]\d$"
+DEV_TRACKING_SECRET = "rapport-dev-campaign-tracking-secret"  # noqa: S105 - refused in production
+DEV_PROVIDER_SECRET = "whsec_cmFwcG9ydC1kZXYtcHJvdmlkZXItc2VjcmV0"  # noqa: S105 - likewise
 
 
 class Settings(RapportSettings):
@@ -88,6 +90,27 @@ class Settings(RapportSettings):
     #: with Standard Webhooks headers (empty: those channels cannot send).
     campaign_provider_url: str = ""
     #: The ``whsec_…`` secret that signs provider requests.
-    campaign_provider_secret: str = "whsec_cmFwcG9ydC1kZXYtcHJvdmlkZXItc2VjcmV0"  # noqa: S105
+    campaign_provider_secret: str = DEV_PROVIDER_SECRET
+
+    #: Public base URL of the signed tracking links (open pixel, clicks, unsubscribe) as
+    #: reached through the gateway; empty: messages go out without tracking.
+    campaign_tracking_base_url: str = "http://127.0.0.1:8000/api/v1/campaign-links"
+    #: HMAC secret that signs tracking links (at least 32 characters in production).
+    campaign_tracking_secret: str = DEV_TRACKING_SECRET
 
     _urls = field_validator("customer360_url")(check_http_url)
+
+    @model_validator(mode="after")
+    def _refuse_dev_campaign_secrets(self) -> "Settings":
+        if self.environment == Environment.PRODUCTION:
+            if (
+                self.campaign_tracking_secret == DEV_TRACKING_SECRET
+                or len(self.campaign_tracking_secret) < 32
+            ):
+                raise ValueError(
+                    "INTERACTIONS_CAMPAIGN_TRACKING_SECRET must be set to a random value of at "
+                    "least 32 characters in production"
+                )
+            if self.campaign_provider_secret == DEV_PROVIDER_SECRET:
+                raise ValueError("INTERACTIONS_CAMPAIGN_PROVIDER_SECRET must be set in production")
+        return self

@@ -6,7 +6,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.interactions.api import routers
+from services.interactions.campaign.consent import ConsentClient
 from services.interactions.campaign.sender import campaign_sender_lifespan
+from services.interactions.campaign.tracking import Tracker
 from services.interactions.careplan.scheduler import care_plan_scheduler_lifespan
 from services.interactions.config import Settings
 from services.interactions.interaction import partners, webhooks
@@ -27,6 +29,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
     finally:
         await app.state.customer_resolver.close()
+        await app.state.campaign_consent.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,6 +64,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout_s=settings.customer360_timeout_s,
     )
     app.state.customer_resolver = resolver
+    # Unsubscribes withdraw consent in customer360 (its public API, an internal token).
+    app.state.campaign_consent = ConsentClient(
+        settings.customer360_url,
+        settings.internal_token_secret,
+        timeout_s=settings.customer360_timeout_s,
+    )
+    app.state.campaign_tracker = Tracker(
+        settings.campaign_tracking_base_url, settings.campaign_tracking_secret
+    )
     use_resolver(resolver)
     webhooks.use_formats(settings.webhook_formats)
     return app

@@ -81,6 +81,7 @@ def upgrade() -> None:
         sa.Column("opened_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("clicked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("unsubscribed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("consent_synced_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "status IN ('queued', 'deferred', 'sending', 'sent', 'failed', 'skipped', "
@@ -118,6 +119,13 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'sending'"),
     )
     op.create_index(
+        "ix_campaign_message_unsynced_unsubscribe",
+        "campaign_message",
+        ["unsubscribed_at"],
+        schema=S,
+        postgresql_where=sa.text("unsubscribed_at IS NOT NULL AND consent_synced_at IS NULL"),
+    )
+    op.create_index(
         "ix_campaign_message_customer_id_sent_at",
         "campaign_message",
         ["customer_id", "sent_at"],
@@ -131,7 +139,7 @@ def upgrade() -> None:
         sa.Column("phone", sa.String(length=32), nullable=True),
         sa.Column("consent_email", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("consent_sms", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.Column("consent_webhook", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("consent_phone", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("timezone", sa.String(length=64), nullable=True),
         sa.Column("locale", sa.String(length=35), nullable=True),
         sa.Column("lifecycle_stage", sa.String(length=30), nullable=True),
@@ -159,6 +167,12 @@ def downgrade() -> None:
     op.drop_table("campaign_recipient", schema=S)
     op.drop_index(
         "ix_campaign_message_customer_id_sent_at", table_name="campaign_message", schema=S
+    )
+    op.drop_index(
+        "ix_campaign_message_unsynced_unsubscribe",
+        table_name="campaign_message",
+        schema=S,
+        postgresql_where=sa.text("unsubscribed_at IS NOT NULL AND consent_synced_at IS NULL"),
     )
     op.drop_index(
         "ix_campaign_message_lease_until",

@@ -58,6 +58,8 @@ class Outgoing:
     address: str
     subject: str
     body: str
+    html: str | None = None
+    unsubscribe_url: str = ""
 
 
 class TokenBucket:
@@ -118,7 +120,13 @@ class EmailProvider:
         mail["Date"] = formatdate(localtime=False)
         mail["Message-ID"] = self.message_id(out.id)
         mail["X-Rapport-Campaign"] = str(out.campaign_id)
+        if out.unsubscribe_url:
+            # RFC 2369 and RFC 8058 one-click: mail clients offer "unsubscribe" themselves.
+            mail["List-Unsubscribe"] = f"<{out.unsubscribe_url}>"
+            mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         mail.set_content(out.body)
+        if out.html is not None:
+            mail.add_alternative(out.html, subtype="html")
         return mail
 
     async def send(self, smtp: aiosmtplib.SMTP, out: Outgoing) -> None:

@@ -18,9 +18,9 @@ from shared.events import (
     Envelope,
 )
 
-#: Consent keys of the profile → the projection's columns (customer360's ``phone`` consent
-#: is for calls, which campaigns do not make).
-_CONSENT_COLUMNS = {"email": "consent_email", "sms": "consent_sms", "webhook": "consent_webhook"}
+#: Consent keys of the profile → the projection's columns (``phone`` is what partner
+#: messaging-app campaigns, channel ``webhook``, need).
+_CONSENT_COLUMNS = {"email": "consent_email", "sms": "consent_sms", "phone": "consent_phone"}
 
 
 def _first(values: object) -> str | None:

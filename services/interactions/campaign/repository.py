@@ -28,10 +28,11 @@ _RECIPIENT = CampaignRecipient.__table__.fullname  # type: ignore[attr-defined]
 _MEMBER = CarePlanSegmentMember.__table__.fullname  # type: ignore[attr-defined]
 _ORDER = CarePlanOrder.__table__.fullname  # type: ignore[attr-defined]
 
-#: Where each channel sends to, and which consent it needs (webhook: the partner channel
-#: addresses the customer by id).
-_ADDRESS = {"email": "r.email", "sms": "r.phone", "webhook": "r.customer_id::text"}
-_CONSENT = {"email": "r.consent_email", "sms": "r.consent_sms", "webhook": "r.consent_webhook"}
+#: Where each channel sends to, and which consent it needs. The partner channel
+#: (``webhook``: WhatsApp-like messaging apps) addresses the phone number and needs the
+#: profile's ``phone`` consent, customer360 having no consent of its own for it.
+_ADDRESS = {"email": "r.email", "sms": "r.phone", "webhook": "r.phone"}
+_CONSENT = {"email": "r.consent_email", "sms": "r.consent_sms", "webhook": "r.consent_phone"}
 
 _AUDIENCE_SEGMENT = (
     f"SELECT customer_id FROM {_MEMBER} WHERE segment_id = CAST(:segment_id AS uuid)"
@@ -288,6 +289,35 @@ class CampaignRepository:
             update(m).where(m.id == message_id, col.is_(None)).values({column: at}).returning(m.id)
         )
         return result.first() is not None
+
+    async def unsubscribe(self, message: CampaignMessage, at: datetime) -> bool:
+        """Record an unsubscribe from ``message`` (the first counts) and withdraw the
+        channel's consent in the projection at once, so nothing more is sent meanwhile."""
+        first = await self.mark(message.id, "unsubscribed_at", at)
+        column = {"email": "consent_email", "sms": "consent_sms", "webhook": "consent_phone"}
+        await self.session.execute(
+            update(CampaignRecipient)
+            .where(CampaignRecipient.customer_id == message.customer_id)
+            .values({column[message.channel]: False, "updated_at": at})
+        )
+        return first
+
+    async def unsynced_unsubscribes(self, limit: int) -> list[tuple[UUID, UUID, str]]:
+        m = CampaignMessage
+        rows = await self.session.execute(
+            select(m.id, m.customer_id, m.channel)
+            .where(m.unsubscribed_at.is_not(None), m.consent_synced_at.is_(None))
+            .order_by(m.unsubscribed_at)
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2]) for r in rows.all()]
+
+    async def consent_synced(self, message_id: UUID, at: datetime) -> None:
+        await self.session.execute(
+            update(CampaignMessage)
+            .where(CampaignMessage.id == message_id)
+            .values(consent_synced_at=at)
+        )
 
     # --- the report --------------------------------------------------------------------
     async def report(self, campaign_id: UUID, attribution_days: int) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import httpx
 from fastapi import FastAPI
 
 from services.interactions.campaign import service
+from services.interactions.campaign.consent import ConsentClient, ConsentUnavailable
 from services.interactions.campaign.delivery import (
     EmailProvider,
     HttpProvider,
@@ -38,6 +39,7 @@ from services.interactions.campaign.delivery import (
     TokenBucket,
 )
 from services.interactions.campaign.repository import CampaignRepository, Claimed
+from services.interactions.campaign.tracking import Tracker
 from services.interactions.config import Settings
 from services.interactions.models import Campaign
 from services.interactions.scheduling import Clock, PeriodicJob, running_job, utcnow
@@ -48,7 +50,7 @@ __all__ = ["CampaignSender", "campaign_sender_lifespan"]
 
 logger = logging.getLogger(__name__)
 
-_CONSENT = {"email": "consent_email", "sms": "consent_sms", "webhook": "consent_webhook"}
+_CONSENT = {"email": "consent_email", "sms": "consent_sms", "webhook": "consent_phone"}
 
 
 class CampaignSender(PeriodicJob):
@@ -61,6 +63,7 @@ class CampaignSender(PeriodicJob):
         *,
         now: Clock = utcnow,
         http: httpx.AsyncClient | None = None,
+        consent: ConsentClient | None = None,
     ) -> None:
         super().__init__(database, now=now, interval_s=settings.campaign_sender_interval_s)
         self.settings = settings
@@ -68,6 +71,15 @@ class CampaignSender(PeriodicJob):
         self._own_http = http is None
         self.http_client = http or httpx.AsyncClient(timeout=settings.smtp_timeout_s)
         self.http = HttpProvider(settings, self.http_client)
+        self.tracker = Tracker(
+            settings.campaign_tracking_base_url, settings.campaign_tracking_secret
+        )
+        self._own_consent = consent is None
+        self.consent = consent or ConsentClient(
+            settings.customer360_url,
+            settings.internal_token_secret,
+            timeout_s=settings.customer360_timeout_s,
+        )
         self.buckets = {
             "email": TokenBucket(settings.campaign_rate_per_s),
             "http": TokenBucket(settings.campaign_rate_per_s),
@@ -100,6 +112,8 @@ class CampaignSender(PeriodicJob):
     async def close(self) -> None:
         if self._own_http:
             await self.http_client.aclose()
+        if self._own_consent:
+            await self.consent.close()
 
     async def run_once(self) -> int:
         """Start due campaigns, expire stale leases, send everything due; returns how many
@@ -112,7 +126,25 @@ class CampaignSender(PeriodicJob):
         )
         async with self.database.session() as session:
             await CampaignRepository(session).complete_finished(self.now())
+        await self.sync_unsubscribes()
         return sum(results)
+
+    async def sync_unsubscribes(self, limit: int = 100) -> int:
+        """Tell customer360 of unsubscribes it has not taken yet (it was down when the
+        link was followed); returns how many it took."""
+        async with self.database.session() as session:
+            pending = await CampaignRepository(session).unsynced_unsubscribes(limit)
+        done = 0
+        for message_id, customer_id, channel in pending:
+            try:
+                await self.consent.withdraw(customer_id, channel)
+            except ConsentUnavailable as exc:
+                logger.warning("unsubscribe not yet in customer360: %s", exc)
+                break
+            async with self.database.session() as session:
+                await CampaignRepository(session).consent_synced(message_id, self.now())
+            done += 1
+        return done
 
     async def start_due(self) -> int:
         started = 0
@@ -169,10 +201,14 @@ class CampaignSender(PeriodicJob):
         if not recipient.get(_CONSENT[message.channel]):
             # Consent withdrawn since the campaign started (an unsubscribe, say).
             return await self._finish(message, status="skipped", skip_reason="no-consent")
+        unsubscribe_url = self.tracker.unsubscribe_url(message.id)
         try:
-            subject, body = service.render_for(campaign, recipient)
+            subject, body = service.render_for(campaign, recipient, unsubscribe_url)
         except Exception as exc:  # the sandbox refused something at render time
             return await self._finish(message, status="failed", last_error=f"template: {exc}")
+        text, html = self.tracker.decorate(
+            message.id, campaign.body_template, body, html_part=message.channel == "email"
+        )
         out = Outgoing(
             message.id,
             campaign.id,
@@ -180,7 +216,9 @@ class CampaignSender(PeriodicJob):
             message.channel,
             message.address or "",
             subject,
-            body,
+            text,
+            html,
+            unsubscribe_url,
         )
         try:
             if message.channel == "email":
@@ -237,7 +275,7 @@ async def campaign_sender_lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     sender = None
     if settings.campaign_sender_enabled:
-        sender = CampaignSender(app.state.database, settings)
+        sender = CampaignSender(app.state.database, settings, consent=app.state.campaign_consent)
         app.state.campaign_sender = sender
     try:
         async with running_job(sender):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +24,7 @@ from services.interactions.campaign.templates import check_template, customer_co
 from services.interactions.config import Settings
 from services.interactions.interaction.repository import InteractionRepository, NewInteraction
 from services.interactions.interaction.service import events_for
-from services.interactions.models import Campaign
+from services.interactions.models import Campaign, CampaignMessage
 from shared.errors import Conflict, UnprocessableEntity
 from shared.messaging import publish
 
@@ -132,15 +132,57 @@ async def start(
     return counts
 
 
-def render_for(campaign: Campaign, recipient: dict[str, Any]) -> tuple[str, str]:
-    """``(subject, body)`` of ``campaign`` for one recipient projection row."""
+def render_for(
+    campaign: Campaign, recipient: dict[str, Any], unsubscribe_url: str = ""
+) -> tuple[str, str]:
+    """``(subject, body)`` of ``campaign`` for one recipient projection row. An e-mail body
+    that does not place ``unsubscribe_url`` itself gets it as a last line."""
     customer = customer_context(recipient)
     context = {"id": str(campaign.id), "name": campaign.name}
     subject = ""
     if campaign.subject_template:
         # A header is one line: newlines a template produced become spaces.
-        subject = " ".join(render(campaign.subject_template, customer, context).split())
-    return subject, render(campaign.body_template, customer, context)
+        subject = " ".join(
+            render(campaign.subject_template, customer, context, unsubscribe_url).split()
+        )
+    body = render(campaign.body_template, customer, context, unsubscribe_url)
+    if unsubscribe_url and campaign.channel == "email" and unsubscribe_url not in body:
+        body = body.rstrip("\n") + f"\n\n--\nUnsubscribe: {unsubscribe_url}\n"
+    return subject, body
+
+
+async def record_tracking(
+    session: AsyncSession,
+    message: CampaignMessage,
+    kind: str,
+    at: datetime,
+    *,
+    url: str | None = None,
+    key: str = "",
+) -> None:
+    """An ``email_opened`` / ``email_clicked`` / ``email_delivered`` / ``email_bounced``
+    interaction of a campaign e-mail (once per message, kind and ``key``)."""
+    if message.channel != "email":
+        return
+    details: dict[str, Any] = {"message_id": str(message.id), "campaign": str(message.campaign_id)}
+    if url is not None:
+        details["url"] = url
+    row = NewInteraction(
+        id=uuid4(),
+        customer_id=message.customer_id,
+        channel="email",
+        kind=kind,
+        direction="outbound",
+        occurred_at=at,
+        agent_id=None,
+        subject=None,
+        summary=None,
+        metadata=details,
+        source="campaign",
+        event_id=f"{message.id}:{kind}:{key}",
+    )
+    if await InteractionRepository(session).store_many([row]):
+        await publish(session, *events_for([row]))
 
 
 async def record_sent(

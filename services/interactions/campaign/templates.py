@@ -6,7 +6,9 @@ What a template may use (anything else is refused at save time with its line and
   display name), ``customer.email``, ``customer.phone``, ``customer.locale``,
   ``customer.timezone``, ``customer.lifecycle_stage``, ``customer.tags`` (a list) and
   ``customer.custom_fields.<any name>``;
-- ``campaign.id``, ``campaign.name``.
+- ``campaign.id``, ``campaign.name``;
+- ``unsubscribe_url``: the message's signed unsubscribe link (e-mail without it gets an
+  unsubscribe line appended when tracking is on).
 
 A value the customer does not have renders as an empty string; ``{{ customer.first_name |
 default("friend") }}`` gives a fallback. The sandbox refuses attribute tricks (``__class__``
@@ -47,6 +49,8 @@ CUSTOMER_FIELDS = frozenset(
 )
 CAMPAIGN_FIELDS = frozenset({"id", "name"})
 _ROOTS = {"customer": CUSTOMER_FIELDS, "campaign": CAMPAIGN_FIELDS}
+#: Plain variables (no fields).
+_PLAIN = frozenset({"unsubscribe_url"})
 
 _ENV = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
 
@@ -86,13 +90,13 @@ def check_template(source: str) -> list[TemplateProblem]:
     except TemplateError as exc:  # pragma: no cover - other compile-time refusals
         return [TemplateProblem(f"invalid template: {exc}", 1)]
     problems: list[TemplateProblem] = []
-    for name in sorted(meta.find_undeclared_variables(ast) - set(_ROOTS)):
+    for name in sorted(meta.find_undeclared_variables(ast) - set(_ROOTS) - _PLAIN):
         line = next(
             (n.lineno for n in ast.find_all(nodes.Name) if n.name == name and n.ctx == "load"), 1
         )
         problems.append(
             TemplateProblem(
-                f"unknown variable {name!r} (use customer.… or campaign.…)",
+                f"unknown variable {name!r} (use customer.…, campaign.… or unsubscribe_url)",
                 line,
                 _column(source, line, name),
             )
@@ -141,7 +145,11 @@ def _blank_none(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if v is not None}
 
 
-def render(source: str, customer: dict[str, Any], campaign: dict[str, Any]) -> str:
+def render(
+    source: str, customer: dict[str, Any], campaign: dict[str, Any], unsubscribe_url: str = ""
+) -> str:
     """``source`` (already checked) for one customer. Missing and null values render empty."""
     template = _ENV.from_string(source)
-    return template.render(customer=_blank_none(customer), campaign=campaign)
+    return template.render(
+        customer=_blank_none(customer), campaign=campaign, unsubscribe_url=unsubscribe_url
+    )

@@ -93,6 +93,12 @@ class CampaignMessage(Base):
             "lease_until",
             postgresql_where=text("status = 'sending'"),
         ),
+        # Unsubscribes customer360 has not taken yet (retried by the sender).
+        Index(
+            "ix_campaign_message_unsynced_unsubscribe",
+            "unsubscribed_at",
+            postgresql_where=text("unsubscribed_at IS NOT NULL AND consent_synced_at IS NULL"),
+        ),
         # Frequency caps count a customer's recent messages across campaigns.
         Index("ix_campaign_message_customer_id_sent_at", "customer_id", "sent_at"),
     )
@@ -116,6 +122,8 @@ class CampaignMessage(Base):
     opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     clicked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When customer360 took the unsubscribe (null while it is still to be told).
+    consent_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -131,9 +139,9 @@ class CampaignRecipient(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     consent_email: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     consent_sms: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
-    #: Consent to partner-channel (``webhook``) marketing, from the profile's ``webhook``
-    #: consent key.
-    consent_webhook: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    #: The profile's ``phone`` consent: what partner messaging-app (``webhook``) campaigns
+    #: need.
+    consent_phone: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     #: IANA name, checked when stored (null: unknown, quiet hours use UTC).
     timezone: Mapped[str | None] = mapped_column(String(64))
     locale: Mapped[str | None] = mapped_column(String(35))

@@ -51,6 +51,7 @@ def settings(make_settings: Any, smtp: SmtpServer) -> Settings:
         campaign_quiet_start=QUIET_START.strftime("%H:%M"),
         campaign_quiet_end=QUIET_END.strftime("%H:%M"),
         campaign_retry_backoff_s=60,
+        campaign_tracking_base_url="",  # exact bodies here; tracking has its own tests
     )
 
 
