@@ -14,6 +14,5 @@ from services.interactions.task.endpoints import router as task_router  # noqa: 
 
 routers += [task_router, care_plan_router]
 from services.interactions.campaign.endpoints import router as campaign_router  # noqa: E402
-from services.interactions.campaign.links import router as campaign_links_router  # noqa: E402
 
-routers += [campaign_router, campaign_links_router]
+routers.append(campaign_router)

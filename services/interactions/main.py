@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from services.interactions.api import routers
 from services.interactions.campaign.consent import ConsentClient
+from services.interactions.campaign.links import router as campaign_links_router
 from services.interactions.campaign.sender import campaign_sender_lifespan
 from services.interactions.campaign.tracking import Tracker
 from services.interactions.careplan.scheduler import care_plan_scheduler_lifespan
@@ -63,6 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.internal_token_secret,
         timeout_s=settings.customer360_timeout_s,
     )
+    # Tracking links are followed by mail clients, with no internal token: this router is
+    # the one without it (each link carries its own HMAC signature instead).
+    app.include_router(campaign_links_router)
     app.state.customer_resolver = resolver
     # Unsubscribes withdraw consent in customer360 (its public API, an internal token).
     app.state.campaign_consent = ConsentClient(

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.policy
 import socket
 import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import Message
+from email.message import EmailMessage, Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -33,9 +34,13 @@ class Received:
 
     @property
     def body(self) -> str:
-        payload = self.message.get_payload(decode=True)
-        assert isinstance(payload, bytes)
-        return payload.decode().replace("\r\n", "\n")
+        return self.part("plain")
+
+    def part(self, subtype: str) -> str:
+        assert isinstance(self.message, EmailMessage)
+        part = self.message.get_body(preferencelist=(subtype,))
+        assert part is not None, subtype
+        return str(part.get_content()).replace("\r\n", "\n")
 
     @property
     def message_id(self) -> str:
@@ -54,9 +59,8 @@ class Inbox:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         content = envelope.content
-        message = email.message_from_bytes(
-            content if isinstance(content, bytes) else content.encode()
-        )
+        raw = content if isinstance(content, bytes) else content.encode()
+        message = email.message_from_bytes(raw, policy=email.policy.default)
         with self._lock:
             self.received.append(Received(list(envelope.rcpt_tos), message))
         return "250 Message accepted for delivery"
