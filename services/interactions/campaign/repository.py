@@ -4,8 +4,9 @@ the report."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -383,6 +384,26 @@ class CampaignRepository:
             {"currency": currency, "orders": n, "revenue": total} for currency, n, total in revenue
         ]
         return figures
+
+
+_PROVIDER_COLUMNS = {
+    "delivered": ("delivered_at",),
+    "bounce": ("bounced_at",),
+    "open": ("opened_at",),
+    "click": ("opened_at", "clicked_at"),
+}
+
+
+async def apply_email_events(session: AsyncSession, events: Sequence[Any]) -> int:
+    """E-mail platform events about campaign messages (``partners.CampaignEmailEvent``):
+    the first of each kind sets its timestamp; unknown message ids are ignored."""
+    repo = CampaignRepository(session)
+    changed = 0
+    for item in events:
+        at = item.at or datetime.now(UTC)
+        for column in _PROVIDER_COLUMNS[item.event]:
+            changed += await repo.mark(item.message_id, column, at)
+    return changed
 
 
 class RecipientRepository:

@@ -16,6 +16,8 @@ from services.interactions.campaign.tracking import Link, Tracker
 from services.interactions.config import Settings
 from services.interactions.main import create_app
 from services.interactions.models import CampaignMessage, Interaction
+from services.interactions.subscriptions import subscriptions
+from shared.events import Envelope, WebhookReceived, webhook_key
 from tests.services.interactions.campaign_support import SmtpServer, seed_customer
 from tests.services.interactions.careplan_support import Clock
 from tests.support import api_client, bearer
@@ -251,3 +253,57 @@ class TestTrackingLinks:
         _, _, mail = await send_one(client, app, settings, smtp, "https://shop.example/x")
         [click_token, _] = LINK.findall(mail.body)
         assert (await client.post(f"/campaign-links/{click_token}")).status_code == 404
+
+
+class TestProviderEvents:
+    async def test_email_platform_events_naming_the_message_update_its_status(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer
+    ) -> None:
+        customer, campaign_id, mail = await send_one(client, app, settings, smtp, "News")
+        # customer360 resolves the recipient's e-mail (the existing mapping's lookup).
+        app.state.customer_resolver.mounts = {
+            settings.customer360_url: httpx.MockTransport(
+                lambda _: httpx.Response(200, json={"customer_id": str(customer)})
+            )
+        }
+        message_id = Tracker(BASE, SECRET).verify(LINK.findall(mail.body)[0]).message_id
+        base = {"email": mail.to[0], "timestamp": 1795424400}
+        body = [
+            {
+                **base,
+                "event": "delivered",
+                "sg_event_id": f"d-{message_id}",
+                "smtp-id": mail.message_id,
+            },
+            {
+                **base,
+                "event": "open",
+                "sg_event_id": f"o-{message_id}",
+                "rapport_message_id": str(message_id),
+            },
+            {
+                **base,
+                "event": "delivered",
+                "sg_event_id": f"x-{message_id}",
+                "smtp-id": f"<{uuid.uuid4()}@x>",
+            },
+        ]
+        webhook_id = f"msg_{uuid.uuid4().hex}"
+        event = WebhookReceived(
+            customer_id=webhook_key("sendgrid", webhook_id),
+            source="sendgrid",
+            webhook_id=webhook_id,
+            received_at=datetime.now(UTC),
+            body=json.dumps(body),
+        )
+        handler = subscriptions.handler_for(event.event_type)
+        assert handler is not None
+        async with app.state.database.session() as session:
+            await handler(session, event, Envelope.wrap(event, source="/rapport/gateway"))
+
+        figures = await report(client, campaign_id)
+        assert (figures["delivered"], figures["opened"], figures["clicked"]) == (1, 1, 0)
+        async with app.state.database.session() as session:
+            message = await session.get(CampaignMessage, message_id)
+            assert message is not None
+            assert message.delivered_at == datetime.fromtimestamp(1795424400, UTC)
