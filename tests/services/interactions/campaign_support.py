@@ -53,7 +53,18 @@ class Inbox:
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
         self.received: list[Received] = []
+        #: Recipient → the SMTP answer refusing it (e.g. ``451 4.2.1 try later``).
+        self.refuse: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        answer = self.refuse.get(address)
+        if answer is not None:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay_s:

@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy import select
+from standardwebhooks.webhooks import Webhook
 
 from services.interactions.campaign.sender import CampaignSender
 from services.interactions.config import Settings
@@ -477,3 +478,104 @@ class TestReport:
 
         assert figures["orders"] == [{"currency": "EUR", "orders": 2, "revenue": "20.0000"}]
         assert (figures["audience"], figures["sent"], figures["unconfirmed"]) == (1, 1, 0)
+
+
+class TestDeliveryFailures:
+    async def test_a_temporary_refusal_is_retried_with_backoff_and_a_permanent_one_fails(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer
+    ) -> None:
+        db = app.state.database
+        busy, gone = addr(), addr()
+        busy_id = await seed_customer(db, "Busy", email_address=busy)
+        gone_id = await seed_customer(db, "Gone", email_address=gone)
+        smtp.inbox.refuse = {
+            busy: "451 4.2.1 mailbox busy, try later",
+            gone: "550 5.1.1 no such user",
+        }
+        campaign = await create(
+            client,
+            channel="email",
+            customer_ids=[str(busy_id), str(gone_id)],
+            subject="s",
+            body="b",
+        )
+        assert (await start(client, campaign)).status_code == 200
+        now = datetime.now(UTC)
+        try:
+            assert await sender(app, settings, now).run_once() == 0
+            async with db.session() as session:
+                rows = {
+                    m.customer_id: m
+                    for m in await session.scalars(
+                        select(CampaignMessage).where(
+                            CampaignMessage.campaign_id == uuid.UUID(campaign["id"])
+                        )
+                    )
+                }
+            retry, failed = rows[busy_id], rows[gone_id]
+            assert (retry.status, retry.attempts) == ("queued", 1)
+            assert retry.not_before == now + timedelta(seconds=settings.campaign_retry_backoff_s)
+            assert "451" in (retry.last_error or "")
+            assert (failed.status, failed.attempts) == ("failed", 1)
+            assert "550" in (failed.last_error or "")
+            # Not before the backoff; then delivered once the server takes it.
+            assert await sender(app, settings, now + timedelta(seconds=30)).run_once() == 0
+            del smtp.inbox.refuse[busy]
+            assert await sender(app, settings, now + timedelta(seconds=61)).run_once() == 1
+        finally:
+            smtp.inbox.refuse = {}
+        assert len(smtp.inbox.to(busy)) == 1
+        assert smtp.inbox.to(gone) == []
+        figures = await report(client, campaign)
+        assert (figures["status"], figures["sent"], figures["failed"]) == ("completed", 1, 1)
+
+    async def test_sms_goes_to_the_provider_signed_with_standard_webhooks(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings
+    ) -> None:
+        secret = settings.campaign_provider_secret
+        posted: list[httpx.Request] = []
+        answers = iter([httpx.Response(503), httpx.Response(202)])
+
+        def provider(request: httpx.Request) -> httpx.Response:
+            posted.append(request)
+            return next(answers)
+
+        ann = await seed_customer(
+            app.state.database, "Ann Lee", phone="+4915112345678", channels=("sms",)
+        )
+        campaign = await create(
+            client, channel="sms", customer_ids=[str(ann)], body="Hi {{ customer.first_name }}!"
+        )
+        assert (await start(client, campaign)).status_code == 200
+        http = httpx.AsyncClient(transport=httpx.MockTransport(provider))
+        sms = settings.model_copy(update={"campaign_provider_url": "https://sms.example/send"})
+        now = datetime.now(UTC)
+        try:
+            first = CampaignSender(app.state.database, sms, now=Clock(now), http=http)
+            assert await first.run_once() == 0  # 503: temporary, retried later
+            later = Clock(now + timedelta(seconds=sms.campaign_retry_backoff_s + 1))
+            assert (
+                await CampaignSender(app.state.database, sms, now=later, http=http).run_once() == 1
+            )
+        finally:
+            await http.aclose()
+
+        assert [r.url for r in posted] == ["https://sms.example/send"] * 2
+        request = posted[-1]
+        payload = Webhook(secret).verify(request.content, dict(request.headers))
+        assert (payload["to"], payload["body"], payload["channel"]) == (
+            "+4915112345678",
+            "Hi Ann!",
+            "sms",
+        )
+        assert request.headers["webhook-id"] == payload["id"]
+        async with app.state.database.session() as session:
+            message = await session.get(CampaignMessage, uuid.UUID(payload["id"]))
+            assert message is not None
+            interaction = await session.get(Interaction, message.interaction_id)
+        assert interaction is not None
+        assert (interaction.channel, interaction.direction, interaction.summary) == (
+            "sms",
+            "outbound",
+            "Hi Ann!",
+        )
