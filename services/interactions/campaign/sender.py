@@ -22,11 +22,14 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import aiosmtplib
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.interactions.campaign import service
 from services.interactions.campaign.consent import ConsentClient, ConsentUnavailable
@@ -84,7 +87,8 @@ class CampaignSender(PeriodicJob):
             "email": TokenBucket(settings.campaign_rate_per_s),
             "http": TokenBucket(settings.campaign_rate_per_s),
         }
-        self._campaigns: dict[tuple[uuid.UUID, int], Campaign] = {}
+        #: Campaigns being sent, by id (their templates cannot change while sending).
+        self._campaigns: dict[uuid.UUID, Campaign] = {}
         self._wakeup = asyncio.Event()
         #: Counted since start (the benchmark and the logs read them).
         self.sent = 0
@@ -118,6 +122,7 @@ class CampaignSender(PeriodicJob):
     async def run_once(self) -> int:
         """Start due campaigns, expire stale leases, send everything due; returns how many
         messages were sent."""
+        self._campaigns.clear()
         await self.start_due()
         async with self.database.session() as session:
             self.unconfirmed += await CampaignRepository(session).expire_leases(self.now())
@@ -168,44 +173,59 @@ class CampaignSender(PeriodicJob):
                 started += 1
 
     async def _work(self) -> int:
+        """Claim, send, record — the record of one message sharing a transaction with the
+        claim of the next (one commit per message, and still every claim committed before
+        its provider call)."""
         done = 0
         smtp = self.email.client()
+        outcome: _Outcome | None = None
         try:
             while True:
                 async with self.database.session() as session:
-                    claimed = await CampaignRepository(session).claim(
-                        self.now(), self.settings.campaign_send_lease_s
-                    )
-                if not claimed:
-                    return done
-                if await self._deliver(claimed[0], smtp):
+                    repo = CampaignRepository(session)
+                    recorded = outcome is not None and await self._record(session, outcome)
+                    claimed = await repo.claim(self.now(), self.settings.campaign_send_lease_s)
+                    recipient = campaign = None
+                    if claimed:
+                        recipient = await repo.recipient(claimed[0].customer_id)
+                        campaign = self._campaigns.get(claimed[0].campaign_id)
+                        if campaign is None:
+                            campaign = await repo.get(claimed[0].campaign_id)
+                            assert campaign is not None  # messages go with their campaign
+                            self._campaigns[campaign.id] = campaign
+                if recorded:
                     done += 1
+                    self.sent += 1
+                if not claimed or campaign is None:
+                    return done
+                outcome = await self._deliver(claimed[0], campaign, recipient, smtp)
         finally:
             if smtp.is_connected:
                 with contextlib.suppress(Exception):
                     await smtp.quit()
 
-    async def _campaign(self, session_repo: CampaignRepository, campaign_id: uuid.UUID) -> Campaign:
-        campaign = await session_repo.get(campaign_id)
-        assert campaign is not None  # messages go with their campaign (ON DELETE CASCADE)
-        key = (campaign.id, campaign.version)
-        return self._campaigns.setdefault(key, campaign)
-
-    async def _deliver(self, message: Claimed, smtp: aiosmtplib.SMTP) -> bool:
-        async with self.database.session() as session:
-            repo = CampaignRepository(session)
-            campaign = await self._campaign(repo, message.campaign_id)
-            recipient = await repo.recipient(message.customer_id)
+    async def _deliver(
+        self,
+        message: Claimed,
+        campaign: Campaign,
+        recipient: dict[str, Any] | None,
+        smtp: aiosmtplib.SMTP,
+    ) -> _Outcome:
+        """Send one claimed message; what became of it, for :meth:`_record`."""
         if recipient is None:
-            return await self._finish(message, status="failed", last_error="customer erased")
+            return _Outcome(
+                message, campaign, {"status": "failed", "last_error": "customer erased"}
+            )
         if not recipient.get(_CONSENT[message.channel]):
             # Consent withdrawn since the campaign started (an unsubscribe, say).
-            return await self._finish(message, status="skipped", skip_reason="no-consent")
+            return _Outcome(message, campaign, {"status": "skipped", "skip_reason": "no-consent"})
         unsubscribe_url = self.tracker.unsubscribe_url(message.id)
         try:
             subject, body = service.render_for(campaign, recipient, unsubscribe_url)
         except Exception as exc:  # the sandbox refused something at render time
-            return await self._finish(message, status="failed", last_error=f"template: {exc}")
+            return _Outcome(
+                message, campaign, {"status": "failed", "last_error": f"template: {exc}"}
+            )
         text, html = self.tracker.decorate(
             message.id, campaign.body_template, body, html_part=message.channel == "email"
         )
@@ -230,44 +250,58 @@ class CampaignSender(PeriodicJob):
         except TemporaryFailure as exc:
             if message.attempts >= self.settings.campaign_max_attempts:
                 self.failed += 1
-                return await self._finish(message, status="failed", last_error=str(exc))
+                return _Outcome(message, campaign, {"status": "failed", "last_error": str(exc)})
             self.retried += 1
             delay = self.settings.campaign_retry_backoff_s * 2 ** (message.attempts - 1)
-            return await self._finish(
+            return _Outcome(
                 message,
-                status="queued",
-                last_error=str(exc),
-                not_before=self.now() + timedelta(seconds=delay),
+                campaign,
+                {
+                    "status": "queued",
+                    "last_error": str(exc),
+                    "not_before": self.now() + timedelta(seconds=delay),
+                },
             )
         except PermanentFailure as exc:
             self.failed += 1
-            return await self._finish(message, status="failed", last_error=str(exc))
+            return _Outcome(message, campaign, {"status": "failed", "last_error": str(exc)})
+        return _Outcome(message, campaign, {"status": "sent"}, sent=(out.address, subject, body))
+
+    async def _record(self, session: AsyncSession, outcome: _Outcome) -> bool:
+        """Write ``outcome`` (a sent message with its outbound interaction and event);
+        ``True`` for a message recorded as sent. A message whose lease expired meanwhile was
+        marked ``unconfirmed`` and stays so."""
+        message, values = outcome.message, dict(outcome.values)
+        if outcome.sent is None:
+            await CampaignRepository(session).finish(message.id, values)
+            return False
         now = self.now()
         interaction_id = uuid.uuid4()
-        async with self.database.session() as session:
-            mine = await CampaignRepository(session).finish(
-                message.id, {"status": "sent", "sent_at": now, "interaction_id": interaction_id}
-            )
-            if mine:
-                await service.record_sent(
-                    session,
-                    interaction_id=interaction_id,
-                    message_id=message.id,
-                    campaign=campaign,
-                    customer_id=message.customer_id,
-                    address=out.address,
-                    subject=subject,
-                    body=body,
-                    at=now,
-                )
-        if mine:
-            self.sent += 1
-        return mine
+        values |= {"sent_at": now, "interaction_id": interaction_id}
+        if not await CampaignRepository(session).finish(message.id, values):
+            return False
+        address, subject, body = outcome.sent
+        await service.record_sent(
+            session,
+            interaction_id=interaction_id,
+            message_id=message.id,
+            campaign=outcome.campaign,
+            customer_id=message.customer_id,
+            address=address,
+            subject=subject,
+            body=body,
+            at=now,
+        )
+        return True
 
-    async def _finish(self, message: Claimed, **values: object) -> bool:
-        async with self.database.session() as session:
-            await CampaignRepository(session).finish(message.id, dict(values))
-        return False
+
+@dataclass(frozen=True)
+class _Outcome:
+    message: Claimed
+    campaign: Campaign
+    values: dict[str, Any]
+    #: ``(address, subject, body)`` of a message the provider took.
+    sent: tuple[str, str, str] | None = None
 
 
 @asynccontextmanager

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -145,11 +146,16 @@ def _blank_none(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if v is not None}
 
 
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> Template:
+    """Compiling costs milliseconds; a campaign renders the same source per recipient."""
+    return _ENV.from_string(source)
+
+
 def render(
     source: str, customer: dict[str, Any], campaign: dict[str, Any], unsubscribe_url: str = ""
 ) -> str:
     """``source`` (already checked) for one customer. Missing and null values render empty."""
-    template = _ENV.from_string(source)
-    return template.render(
+    return _compiled(source).render(
         customer=_blank_none(customer), campaign=campaign, unsubscribe_url=unsubscribe_url
     )
