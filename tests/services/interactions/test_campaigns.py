@@ -579,3 +579,70 @@ class TestDeliveryFailures:
             "outbound",
             "Hi Ann!",
         )
+
+
+class TestScheduling:
+    async def test_a_scheduled_campaign_starts_and_sends_when_its_time_comes(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer
+    ) -> None:
+        mail = addr()
+        ann = await seed_customer(app.state.database, "Ann", email_address=mail)
+        at = datetime.now(UTC) + timedelta(hours=1)
+        campaign = await create(
+            client,
+            channel="email",
+            customer_ids=[str(ann)],
+            subject="later",
+            body="b",
+            scheduled_at=at.isoformat(),
+        )
+        started = await start(client, campaign)
+        assert (started.json()["campaign"]["status"], started.json()["audience"]) == (
+            "scheduled",
+            0,
+        )
+
+        assert await sender(app, settings, at - timedelta(minutes=1)).run_once() == 0
+        assert smtp.inbox.to(mail) == []
+        assert await sender(app, settings, at + timedelta(seconds=1)).run_once() == 1
+
+        assert [r.subject for r in smtp.inbox.to(mail)] == ["later"]
+        figures = await report(client, campaign)
+        assert (figures["status"], figures["sent"]) == ("completed", 1)
+
+    async def test_a_scheduled_campaign_with_nobody_to_send_to_ends_without_sending(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings
+    ) -> None:
+        at = datetime.now(UTC) + timedelta(hours=1)
+        campaign = await create(
+            client,
+            channel="email",
+            segment_id=str(uuid.uuid4()),
+            subject="s",
+            body="b",
+            scheduled_at=at.isoformat(),
+        )
+        assert (await start(client, campaign)).status_code == 200
+
+        assert await sender(app, settings, at + timedelta(seconds=1)).run_once() == 0
+
+        figures = await report(client, campaign)
+        assert (figures["status"], figures["audience"]) == ("completed", 0)
+
+    async def test_a_cancelled_campaign_sends_nothing_more(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer
+    ) -> None:
+        mail = addr()
+        ann = await seed_customer(app.state.database, "Ann", email_address=mail)
+        campaign = await create(
+            client, channel="email", customer_ids=[str(ann)], subject="s", body="b"
+        )
+        assert (await start(client, campaign)).status_code == 200
+        cancelled = await client.post(f"/campaigns/{campaign['id']}:cancel", headers=writer())
+        assert cancelled.json()["status"] == "cancelled"
+
+        assert await sender(app, settings).run_once() == 0
+
+        assert smtp.inbox.to(mail) == []
+        again = await client.post(f"/campaigns/{campaign['id']}:cancel", headers=writer())
+        assert again.status_code == 409
