@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.interactions.api import routers
+from services.interactions.campaign import handlers as campaign_handlers
 from services.interactions.campaign.consent import ConsentClient
 from services.interactions.campaign.links import router as campaign_links_router
 from services.interactions.campaign.sender import campaign_sender_lifespan
@@ -79,4 +80,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     use_resolver(resolver)
     webhooks.use_formats(settings.webhook_formats)
+    campaign_handlers.use_settings(settings)
     return app

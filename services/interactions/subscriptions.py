@@ -46,3 +46,5 @@ subscriptions.on(CustomerUpdated)(campaign_handlers.on_customer_updated)
 subscriptions.on(CustomerConsentChanged)(campaign_handlers.on_consent_changed)
 subscriptions.on(CustomerMerged)(campaign_handlers.on_customer_merged)
 subscriptions.on(CustomerErased)(campaign_handlers.on_customer_erased)
+# After the care-plan handler (registered above): membership first, then the triggers.
+subscriptions.on(SegmentEntered)(campaign_handlers.on_segment_entered)

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("customer_ids", postgresql.ARRAY(sa.Uuid()), nullable=True),
         sa.Column("subject_template", sa.Text(), nullable=True),
         sa.Column("body_template", sa.Text(), nullable=False),
+        sa.Column("trigger", sa.String(length=20), nullable=True),
         sa.Column("scheduled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_by", sa.String(length=200), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -54,6 +55,10 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint(
             "(segment_id IS NULL) <> (customer_ids IS NULL)", name=op.f("ck_campaign_one_audience")
+        ),
+        sa.CheckConstraint(
+            "trigger IS NULL OR (trigger = 'segment_entered' AND segment_id IS NOT NULL)",
+            name=op.f("ck_campaign_trigger_known"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_campaign")),
         schema=S,

@@ -51,6 +51,7 @@ def _apply(campaign: Campaign, body: CampaignWrite) -> None:
     campaign.subject_template = body.subject
     campaign.body_template = body.body
     campaign.scheduled_at = body.scheduled_at
+    campaign.trigger = body.trigger
 
 
 def _check_if_match(campaign: Campaign, if_match: str | None) -> None:

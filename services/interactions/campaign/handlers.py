@@ -3,12 +3,15 @@ names, first e-mail and phone, marketing consent per channel, timezone, locale, 
 lifecycle stage and custom fields. Erasures and merges are honoured like the other
 projections of this service."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.interactions.campaign import service
 from services.interactions.campaign.repository import RecipientRepository
 from services.interactions.careplan.repository import ProjectionRepository
+from services.interactions.config import Settings
 from shared.events import (
     CustomerConsentChanged,
     CustomerCreated,
@@ -16,6 +19,7 @@ from shared.events import (
     CustomerMerged,
     CustomerUpdated,
     Envelope,
+    SegmentEntered,
 )
 
 #: Consent keys of the profile → the projection's columns (``phone`` is what partner
@@ -89,6 +93,22 @@ async def on_consent_changed(
     column = _CONSENT_COLUMNS.get(event.channel)
     if column is not None:
         await RecipientRepository(session).upsert(event.customer_id, {column: event.granted})
+
+
+_settings: Settings | None = None
+
+
+def use_settings(settings: Settings) -> None:
+    """The caps and quiet hours triggered campaigns apply (the app factory calls this)."""
+    global _settings
+    _settings = settings
+
+
+async def on_segment_entered(session: AsyncSession, event: SegmentEntered, _: Envelope) -> None:
+    settings = _settings or Settings()
+    await service.on_trigger(
+        session, event.segment_id, event.customer_id, settings, datetime.now(UTC)
+    )
 
 
 async def on_customer_merged(session: AsyncSession, event: CustomerMerged, _: Envelope) -> None:

@@ -158,16 +158,26 @@ class CampaignRepository:
         )
 
     async def start(
-        self, campaign: Campaign, now: datetime, *, cap: int, days: int, quiet: QuietHours
+        self,
+        campaign: Campaign,
+        now: datetime,
+        *,
+        cap: int,
+        days: int,
+        quiet: QuietHours,
+        customer_ids: list[UUID] | None = None,
     ) -> StartCounts:
-        """Materialise the audience as message rows (see :func:`_start_sql`)."""
-        sql = _start_sql(campaign.channel, segment=campaign.segment_id is not None)
+        """Materialise the audience (or, for a trigger, ``customer_ids``) as message rows
+        (see :func:`_start_sql`)."""
+        listed = customer_ids if customer_ids is not None else campaign.customer_ids
+        segment = customer_ids is None and campaign.segment_id is not None
+        sql = _start_sql(campaign.channel, segment=segment)
         result = await self.session.execute(
             text(sql),
             {
                 "campaign_id": campaign.id,
                 "segment_id": campaign.segment_id,
-                "customer_ids": campaign.customer_ids,
+                "customer_ids": listed,
                 "channel": campaign.channel,
                 "now": now,
                 "cap": cap,
@@ -206,6 +216,7 @@ class CampaignRepository:
             update(Campaign)
             .where(
                 Campaign.status == "sending",
+                Campaign.trigger.is_(None),  # a triggered campaign runs until cancelled
                 ~exists().where(
                     m.campaign_id == Campaign.id,
                     m.status.in_(("queued", "deferred", "sending")),
@@ -215,6 +226,14 @@ class CampaignRepository:
             .returning(Campaign.id)
         )
         return len(result.all())
+
+    async def triggered_by_segment(self, segment_id: UUID) -> list[Campaign]:
+        statement = select(Campaign).where(
+            Campaign.status == "sending",
+            Campaign.trigger == "segment_entered",
+            Campaign.segment_id == segment_id,
+        )
+        return list((await self.session.scalars(statement)).all())
 
     # --- the sender's claims -----------------------------------------------------------
     async def expire_leases(self, now: datetime) -> int:

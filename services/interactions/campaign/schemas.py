@@ -51,11 +51,19 @@ class CampaignWrite(BaseModel):
         default=None,
         description="Start at this time (`:start` schedules it); null: `:start` sends now.",
     )
+    trigger: Literal["segment_entered"] | None = Field(
+        default=None,
+        description="`segment_entered`: once started, every customer who enters `segment_id` "
+        "gets the message (once per campaign; consent, caps and quiet hours apply) until the "
+        "campaign is cancelled. Null: one send to the audience.",
+    )
 
     @model_validator(mode="after")
     def _one_audience(self) -> CampaignWrite:
         if (self.segment_id is None) == (self.customer_ids is None):
             raise ValueError("give exactly one audience: segment_id or customer_ids")
+        if self.trigger is not None and self.segment_id is None:
+            raise ValueError("a segment_entered trigger needs segment_id")
         if self.channel == "email" and not self.subject:
             raise ValueError("an e-mail campaign needs a subject")
         return self
@@ -73,6 +81,7 @@ class CampaignRead(BaseModel):
     subject: str | None = Field(validation_alias="subject_template")
     body: str = Field(validation_alias="body_template")
     scheduled_at: datetime | None
+    trigger: Literal["segment_entered"] | None
     created_by: str
     created_at: datetime
     updated_at: datetime

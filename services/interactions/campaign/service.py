@@ -98,7 +98,12 @@ async def start(
 ) -> StartCounts:
     """One message row per audience member (queued, deferred by quiet hours, or skipped with
     its reason) and the campaign ``sending``. An empty or wholly unreachable audience raises
-    and, the transaction rolling back, leaves nothing behind."""
+    and, the transaction rolling back, leaves nothing behind. A triggered campaign writes no
+    messages now: customers entering its segment get theirs (:func:`on_trigger`)."""
+    if campaign.trigger is not None:
+        _mark_started(campaign, now)
+        await session.flush()
+        return StartCounts(0, 0, 0, {})
     counts = await CampaignRepository(session).start(
         campaign,
         now,
@@ -124,12 +129,37 @@ async def start(
             audience=counts.audience,
             skipped=counts.skipped,
         )
+    _mark_started(campaign, now)
+    await session.flush()
+    return counts
+
+
+def _mark_started(campaign: Campaign, now: datetime) -> None:
     campaign.status = "sending"
     campaign.started_at = now
     campaign.updated_at = now
     campaign.version += 1
-    await session.flush()
-    return counts
+
+
+async def on_trigger(
+    session: AsyncSession, segment_id: UUID, customer_id: UUID, settings: Settings, now: datetime
+) -> int:
+    """A customer entered ``segment_id``: a message of each started ``segment_entered``
+    campaign of that segment (skipped, deferred or queued by the usual rules; at most one per
+    campaign and customer, so re-entering sends nothing new). Returns how many were written."""
+    repo = CampaignRepository(session)
+    written = 0
+    for campaign in await repo.triggered_by_segment(segment_id):
+        counts = await repo.start(
+            campaign,
+            now,
+            cap=settings.campaign_frequency_cap,
+            days=settings.campaign_frequency_days,
+            quiet=_quiet(settings),
+            customer_ids=[customer_id],
+        )
+        written += counts.audience
+    return written
 
 
 def render_for(

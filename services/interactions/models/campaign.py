@@ -41,6 +41,10 @@ class Campaign(Base):
         ),
         CheckConstraint("channel IN ('email', 'sms', 'webhook')", name="channel_known"),
         CheckConstraint("(segment_id IS NULL) <> (customer_ids IS NULL)", name="one_audience"),
+        CheckConstraint(
+            "trigger IS NULL OR (trigger = 'segment_entered' AND segment_id IS NOT NULL)",
+            name="trigger_known",
+        ),
         Index("ix_campaign_status_scheduled_at", "status", "scheduled_at"),
     )
 
@@ -52,6 +56,9 @@ class Campaign(Base):
     customer_ids: Mapped[list[UUID] | None] = mapped_column(ARRAY(Uuid))
     subject_template: Mapped[str | None] = mapped_column(Text)
     body_template: Mapped[str] = mapped_column(Text)
+    #: ``segment_entered``: once started, each customer entering the segment gets the
+    #: message (once per campaign); null: one send to the audience.
+    trigger: Mapped[str | None] = mapped_column(String(20))
     #: Send at this time (null with status ``scheduled``: never; ``POST …:start`` sends now).
     scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(200))

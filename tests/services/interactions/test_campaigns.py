@@ -17,7 +17,7 @@ from services.interactions.config import Settings
 from services.interactions.main import create_app
 from services.interactions.models import CampaignMessage, Interaction
 from shared.errors import PROBLEM_JSON
-from shared.events import CustomerConsentChanged, OrderPlaced
+from shared.events import CustomerConsentChanged, OrderPlaced, SegmentEntered, SegmentExited
 from tests.services.interactions.campaign_support import SmtpServer, seed_customer
 from tests.services.interactions.careplan_support import Clock, deliver, outbox_events
 from tests.support import api_client, bearer
@@ -646,3 +646,45 @@ class TestScheduling:
         assert smtp.inbox.to(mail) == []
         again = await client.post(f"/campaigns/{campaign['id']}:cancel", headers=writer())
         assert again.status_code == 409
+
+    async def test_a_segment_entered_campaign_greets_each_new_member_once(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer
+    ) -> None:
+        db = app.state.database
+        segment = uuid.uuid4()
+        already = addr()
+        await seed_customer(db, "Old Member", email_address=already, segment_id=segment)
+        campaign = await create(
+            client,
+            channel="email",
+            segment_id=str(segment),
+            trigger="segment_entered",
+            subject="Welcome, {{ customer.first_name }}",
+            body="b",
+        )
+        started = await start(client, campaign)
+        assert (started.json()["campaign"]["status"], started.json()["audience"]) == ("sending", 0)
+        newcomer_mail, refused_mail = addr(), addr()
+        newcomer = await seed_customer(db, "New Member", email_address=newcomer_mail)
+        refused = await seed_customer(db, "No Consent", email_address=refused_mail, channels=())
+
+        entered = datetime.now(UTC)
+        for customer_id in (newcomer, refused):
+            await deliver(
+                db, SegmentEntered(customer_id=customer_id, segment_id=segment, entered_at=entered)
+            )
+        assert await sender(app, settings).run_once() == 1
+        # Leaving and entering again sends nothing new.
+        await deliver(
+            db,
+            SegmentExited(customer_id=newcomer, segment_id=segment, exited_at=entered),
+            SegmentEntered(customer_id=newcomer, segment_id=segment, entered_at=entered),
+        )
+        assert await sender(app, settings).run_once() == 0
+
+        assert [r.subject for r in smtp.inbox.to(newcomer_mail)] == ["Welcome, New"]
+        assert smtp.inbox.to(already) == []
+        assert smtp.inbox.to(refused_mail) == []
+        figures = await report(client, campaign)
+        assert (figures["status"], figures["audience"], figures["sent"]) == ("sending", 2, 1)
+        assert figures["skipped"]["no-consent"] == 1
