@@ -1,3 +1,5 @@
+import hashlib
+import hmac
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -19,7 +21,6 @@ _FORMATS: dict[str, WebhookFormat] = {
 
 
 _HH_MM = r"^([01]\d|2[0-3]):[0-5]\d$"
-DEV_TRACKING_SECRET = "rapport-dev-campaign-tracking-secret"  # noqa: S105 - refused in production
 DEV_PROVIDER_SECRET = "whsec_cmFwcG9ydC1kZXYtcHJvdmlkZXItc2VjcmV0"  # noqa: S105 - likewise
 
 
@@ -95,22 +96,33 @@ class Settings(RapportSettings):
     #: Public base URL of the signed tracking links (open pixel, clicks, unsubscribe) as
     #: reached through the gateway; empty: messages go out without tracking.
     campaign_tracking_base_url: str = "http://127.0.0.1:8000/api/v1/campaign-links"
-    #: HMAC secret that signs tracking links (at least 32 characters in production).
-    campaign_tracking_secret: str = DEV_TRACKING_SECRET
+    #: HMAC secret that signs tracking links (empty: derived from the internal token secret;
+    #: set, at least 32 characters in production).
+    campaign_tracking_secret: str = ""
 
     _urls = field_validator("customer360_url")(check_http_url)
+
+    @property
+    def tracking_secret(self) -> str:
+        """The key of tracking links: the setting, else one derived from the internal token
+        secret (so production needs no extra secret; rotating that one voids old links)."""
+        if self.campaign_tracking_secret:
+            return self.campaign_tracking_secret
+        return hmac.new(
+            self.internal_token_secret.encode(), b"rapport-campaign-tracking", hashlib.sha256
+        ).hexdigest()
 
     @model_validator(mode="after")
     def _refuse_dev_campaign_secrets(self) -> "Settings":
         if self.environment == Environment.PRODUCTION:
-            if (
-                self.campaign_tracking_secret == DEV_TRACKING_SECRET
-                or len(self.campaign_tracking_secret) < 32
-            ):
+            if self.campaign_tracking_secret and len(self.campaign_tracking_secret) < 32:
                 raise ValueError(
-                    "INTERACTIONS_CAMPAIGN_TRACKING_SECRET must be set to a random value of at "
-                    "least 32 characters in production"
+                    "INTERACTIONS_CAMPAIGN_TRACKING_SECRET must be a random value of at least "
+                    "32 characters in production (or empty)"
                 )
-            if self.campaign_provider_secret == DEV_PROVIDER_SECRET:
-                raise ValueError("INTERACTIONS_CAMPAIGN_PROVIDER_SECRET must be set in production")
+            if self.campaign_provider_url and self.campaign_provider_secret == DEV_PROVIDER_SECRET:
+                raise ValueError(
+                    "INTERACTIONS_CAMPAIGN_PROVIDER_SECRET must be set in production when "
+                    "INTERACTIONS_CAMPAIGN_PROVIDER_URL is"
+                )
         return self

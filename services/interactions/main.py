@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout_s=settings.customer360_timeout_s,
     )
     app.state.campaign_tracker = Tracker(
-        settings.campaign_tracking_base_url, settings.campaign_tracking_secret
+        settings.campaign_tracking_base_url, settings.tracking_secret
     )
     use_resolver(resolver)
     webhooks.use_formats(settings.webhook_formats)

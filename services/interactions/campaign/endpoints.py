@@ -290,7 +290,12 @@ async def preview_campaign(
     recipient = await CampaignRepository(session).recipient(body.customer_id)
     if recipient is None:
         raise NotFound(f"customer {body.customer_id} is not known to campaigns")
-    subject, text = service.render_for(campaign, recipient)
+    try:
+        subject, text = service.render_for(campaign, recipient)
+    except Exception as exc:  # data-dependent: the sandbox or the template refused
+        raise service.InvalidTemplate(
+            f"the campaign cannot be rendered for this customer: {exc}"
+        ) from None
     return Preview(customer_id=body.customer_id, subject=subject, body=text)
 
 

@@ -24,12 +24,11 @@ Token = Annotated[str, Path(min_length=1, max_length=100, description="The signe
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
-def _page(title: str, text: str, form_action: str | None = None) -> HTMLResponse:
+def _page(title: str, text: str, *, confirm: bool = False) -> HTMLResponse:
+    # No ``action``: the form posts back to the very URL the browser shows (the gateway's
+    # public one), not to this service's own path.
     form = (
-        f'<form method="post" action="{escape(form_action)}">'
-        '<button type="submit">Unsubscribe</button></form>'
-        if form_action
-        else ""
+        '<form method="post"><button type="submit">Unsubscribe</button></form>' if confirm else ""
     )
     return HTMLResponse(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
@@ -94,7 +93,7 @@ async def follow_link(token: Token, request: Request, session: SessionDep) -> Re
     return _page(
         "Unsubscribe",
         "Stop receiving these messages? Press the button to confirm.",
-        form_action=str(request.url.path),
+        confirm=True,
     )
 
 

@@ -74,9 +74,7 @@ class CampaignSender(PeriodicJob):
         self._own_http = http is None
         self.http_client = http or httpx.AsyncClient(timeout=settings.smtp_timeout_s)
         self.http = HttpProvider(settings, self.http_client)
-        self.tracker = Tracker(
-            settings.campaign_tracking_base_url, settings.campaign_tracking_secret
-        )
+        self.tracker = Tracker(settings.campaign_tracking_base_url, settings.tracking_secret)
         self._own_consent = consent is None
         self.consent = consent or ConsentClient(
             settings.customer360_url,

@@ -118,6 +118,19 @@ def check_template(source: str) -> list[TemplateProblem]:
                     _column(source, node.lineno, shown if field is not None else target.name),
                 )
             )
+    if not problems:
+        # A trial render for a customer with no data at all: ``{{ 1 / 0 }}`` or a call the
+        # sandbox refuses fails here, at save time, rather than for every recipient.
+        try:
+            _compiled(source).render(
+                customer={"id": "00000000-0000-0000-0000-000000000000", "tags": []},
+                campaign={"id": "", "name": ""},
+                unsubscribe_url="",
+            )
+        except Exception as exc:
+            problems.append(
+                TemplateProblem(f"cannot be rendered: {exc}", getattr(exc, "lineno", None) or 1)
+            )
     return sorted(problems, key=lambda p: (p.line, p.column or 0))
 
 

@@ -307,3 +307,24 @@ class TestProviderEvents:
             message = await session.get(CampaignMessage, message_id)
             assert message is not None
             assert message.delivered_at == datetime.fromtimestamp(1795424400, UTC)
+
+
+class TestProductionSecrets:
+    def production(self, **values: Any) -> Settings:
+        return Settings(
+            environment="production",
+            internal_token_secret="s" * 40,
+            database_url="postgresql+asyncpg://rapport@db/rapport",
+            **values,
+        )
+
+    async def test_tracking_links_are_keyed_from_the_internal_secret_unless_set(self) -> None:
+        derived = self.production()
+        assert derived.tracking_secret not in ("", "s" * 40)
+        assert self.production(campaign_tracking_secret="t" * 32).tracking_secret == "t" * 32
+
+    async def test_short_tracking_secrets_and_the_dev_provider_secret_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="TRACKING_SECRET"):
+            self.production(campaign_tracking_secret="short")
+        with pytest.raises(ValueError, match="PROVIDER_SECRET"):
+            self.production(campaign_provider_url="https://sms.example/send")
