@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.proxy import HOP_BY_HOP, send_problem
 from gateway.ratelimit import Policy, RateLimiter
-from gateway.routes import PUBLIC_PREFIX
+from gateway.routes import PUBLIC_PREFIX, Route
 from shared.auth import Principal, mint_internal_token
 from shared.errors import RapportError
 
@@ -284,6 +284,26 @@ class EdgeMiddleware:
             elif name == b"transfer-encoding":
                 chunked = True
 
+        route = state.routes.match(path)
+        if route is not None and route.public:
+            # Signed links mail clients follow (campaign tracking): no credentials, and none
+            # forwarded — the service checks the link's own signature.
+            await self._forward(
+                scope,
+                receive,
+                send,
+                route,
+                path,
+                headers,
+                None,
+                [],
+                chunked,
+                connection,
+                forwarded_for,
+                host,
+            )
+            return
+
         credentials = state.credentials
         key = Credentials.key(authorization, api_key)
         identity = credentials.cached(key) if key is not None else None
@@ -322,17 +342,49 @@ class EdgeMiddleware:
                 return
             rate_headers = decision.headers
 
-        route = state.routes.match(path)
         if route is None or route.local:
             await self.app(scope, receive, _with_headers(send, rate_headers))
             return
+        await self._forward(
+            scope,
+            receive,
+            send,
+            route,
+            path,
+            headers,
+            credentials.bearer(identity),
+            rate_headers,
+            chunked,
+            connection,
+            forwarded_for,
+            host,
+        )
 
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: Route,
+        path: str,
+        headers: list[tuple[str, str]],
+        bearer: str | None,
+        rate_headers: list[tuple[bytes, bytes]],
+        chunked: bool,
+        connection: bytes | None,
+        forwarded_for: bytes | None,
+        host: bytes | None,
+    ) -> None:
+        state = self.slot.state
+        assert state is not None
+        state_dict: dict[str, object] = scope.setdefault("state", {})
         # Proxy. The request id, internal token and X-Forwarded-* are the edge's own.
         if chunked:  # RFC 9112 §6.3: Transfer-Encoding overrides Content-Length
             headers = [h for h in headers if h[0] != "content-length"]
         if connection is not None:
             headers = _drop_connection_options(headers, connection)
-        headers.append(("authorization", credentials.bearer(identity)))
+        if bearer is not None:
+            headers.append(("authorization", bearer))
         request_id = state_dict.get("request_id")
         if isinstance(request_id, str):
             headers.append(("x-request-id", request_id))

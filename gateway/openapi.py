@@ -204,7 +204,9 @@ def merge_documents(
             public = keep(path)
             if public is None or public in paths:
                 continue
-            item = _public_operations(_rewrite(item, renames), public.startswith(PUBLIC_PREFIX))
+            route = routes.match(public[len(PUBLIC_PREFIX) :])
+            secured = public.startswith(PUBLIC_PREFIX) and not (route is not None and route.public)
+            item = _public_operations(_rewrite(item, renames), secured)
             for method, operation in item.items():
                 if method in _METHODS and isinstance(operation, dict):
                     op_id = operation.get("operationId")

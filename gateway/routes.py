@@ -37,6 +37,9 @@ class Route:
 
     pattern: str
     upstream: str
+    #: Reached without credentials and forwarded without an internal token: only for
+    #: paths whose requests carry their own proof (signed campaign tracking links).
+    public: bool = False
     segments: tuple[str, ...] = field(init=False, repr=False, compare=False)
     #: Route template for metrics and logs (``scope["route"].path``), like Starlette's.
     path: str = field(init=False, repr=False, compare=False)
@@ -90,6 +93,8 @@ ROUTES: tuple[Route, ...] = (
     Route("/surveys", "interactions"),
     Route("/tasks", "interactions"),
     Route("/care-plans", "interactions"),
+    Route("/campaigns", "interactions"),
+    Route("/campaign-links", "interactions", public=True),
     # What orders learns from purchases, under the customer's path too.
     Route("/customers/*/recommendations", "orders"),
     Route("/customers/*/loyalty", "orders"),

@@ -142,9 +142,9 @@ def _admin_exec(url: str, sql: str) -> None:
 def make_settings(infra: Infra) -> Callable[..., Any]:
     """Settings of a part pointed at the test database and broker.
 
-    The relay, consumers and the gateway's outbound webhook sender are off unless a test
-    turns them on: API tests run inside a transaction that is rolled back, and events are
-    tested on their own.
+    The relay, consumers, the gateway's outbound webhook sender and interactions' campaign
+    sender are off unless a test turns them on: API tests run inside a transaction that is
+    rolled back, and events are tested on their own.
     """
 
     def build(cls: type[S], **overrides: Any) -> S:
@@ -156,6 +156,7 @@ def make_settings(infra: Infra) -> Callable[..., Any]:
             "outbox_relay_enabled": False,
             "consumers_enabled": False,
             "outbound_enabled": False,
+            "campaign_sender_enabled": False,
             "kafka_create_topics": False,
             "log_json": False,
             "outbox_poll_interval_s": 0.05,

@@ -13,3 +13,6 @@ from services.interactions.careplan.endpoints import router as care_plan_router 
 from services.interactions.task.endpoints import router as task_router  # noqa: E402
 
 routers += [task_router, care_plan_router]
+from services.interactions.campaign.endpoints import router as campaign_router  # noqa: E402
+
+routers.append(campaign_router)

@@ -6,6 +6,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.interactions.api import routers
+from services.interactions.campaign import handlers as campaign_handlers
+from services.interactions.campaign.consent import ConsentClient
+from services.interactions.campaign.links import router as campaign_links_router
+from services.interactions.campaign.sender import campaign_sender_lifespan
+from services.interactions.campaign.tracking import Tracker
 from services.interactions.careplan.scheduler import care_plan_scheduler_lifespan
 from services.interactions.config import Settings
 from services.interactions.interaction import partners, webhooks
@@ -18,10 +23,15 @@ from shared.app import create_app as create_part_app
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
-        async with sla_scheduler_lifespan(app), care_plan_scheduler_lifespan(app):
+        async with (
+            sla_scheduler_lifespan(app),
+            care_plan_scheduler_lifespan(app),
+            campaign_sender_lifespan(app),
+        ):
             yield
     finally:
         await app.state.customer_resolver.close()
+        await app.state.campaign_consent.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,6 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "surveys", "description": "CSAT and NPS answers and their figures"},
             {"name": "tasks", "description": "Follow-up tasks, by hand or from care plans"},
             {"name": "care plans", "description": "Rules that create follow-ups on schedule"},
+            {
+                "name": "campaigns",
+                "description": "Marketing campaigns to a segment or a list, by e-mail, SMS or "
+                "a partner channel: consent-aware, capped, quiet at night, measured",
+            },
         ],
         lifespan_extension=_lifespan,
     )
@@ -50,7 +65,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.internal_token_secret,
         timeout_s=settings.customer360_timeout_s,
     )
+    # Tracking links are followed by mail clients, with no internal token: this router is
+    # the one without it (each link carries its own HMAC signature instead).
+    app.include_router(campaign_links_router)
     app.state.customer_resolver = resolver
+    # Unsubscribes withdraw consent in customer360 (its public API, an internal token).
+    app.state.campaign_consent = ConsentClient(
+        settings.customer360_url,
+        settings.internal_token_secret,
+        timeout_s=settings.customer360_timeout_s,
+    )
+    app.state.campaign_tracker = Tracker(
+        settings.campaign_tracking_base_url, settings.tracking_secret
+    )
     use_resolver(resolver)
     webhooks.use_formats(settings.webhook_formats)
+    campaign_handlers.use_settings(settings)
     return app

@@ -37,3 +37,14 @@ subscriptions.on(CustomerErased)(care_plan_handlers.on_customer_erased)
 subscriptions.on(SegmentEntered)(care_plan_handlers.on_segment_entered)
 subscriptions.on(SegmentExited)(care_plan_handlers.on_segment_exited)
 subscriptions.on(OrderPlaced)(care_plan_handlers.on_order_placed)
+
+from services.interactions.campaign import handlers as campaign_handlers  # noqa: E402
+from shared.events import CustomerConsentChanged  # noqa: E402
+
+subscriptions.on(CustomerCreated)(campaign_handlers.on_customer_created)
+subscriptions.on(CustomerUpdated)(campaign_handlers.on_customer_updated)
+subscriptions.on(CustomerConsentChanged)(campaign_handlers.on_consent_changed)
+subscriptions.on(CustomerMerged)(campaign_handlers.on_customer_merged)
+subscriptions.on(CustomerErased)(campaign_handlers.on_customer_erased)
+# After the care-plan handler (registered above): membership first, then the triggers.
+subscriptions.on(SegmentEntered)(campaign_handlers.on_segment_entered)

@@ -4,6 +4,7 @@ import asyncio
 from pathlib import Path
 
 from tests.bench import (
+    campaign_send,
     customer_import,
     customer_search,
     gateway,
@@ -30,6 +31,8 @@ if __name__ == "__main__":
     interaction_ingest.main()
     print()
     asyncio.run(outbound.main())
+    print()
+    asyncio.run(campaign_send.main())
     print()
     segment_recompute.main()
     print()

@@ -45,16 +45,28 @@ def concrete(path: str) -> str:
     return re.sub(r"\{([^}]+)\}", value, path)
 
 
+#: Operations public by design (no credentials; the spec declares no security): signed
+#: campaign tracking links, which mail clients follow.
+UNSECURED = {
+    ("GET", "/api/v1/campaign-links/{token}"),
+    ("POST", "/api/v1/campaign-links/{token}"),
+}
+
+
 async def operations(stack: Stack) -> list[tuple[str, str]]:
+    """Every secured public operation (and a check that the unsecured are exactly the
+    ones meant to be)."""
     document = (await stack.client.get("/openapi.json")).json()
     assert set(document["info"]["x-rapport-services"].values()) == {"ok"}
-    return [
-        (method.upper(), path)
+    ops = [
+        (method.upper(), path, "security" in item[method])
         for path, item in document["paths"].items()
         if path.startswith("/api/v1/")
         for method in METHODS
         if method in item
     ]
+    assert {(m, p) for m, p, secured in ops if not secured} == UNSECURED
+    return [(m, p) for m, p, secured in ops if secured]
 
 
 def token(stack: Stack, roles: list[str], **extra: Any) -> dict[str, str]:

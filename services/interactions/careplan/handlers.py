@@ -78,7 +78,7 @@ async def on_segment_exited(session: AsyncSession, event: SegmentExited, _: Enve
 
 async def on_order_placed(session: AsyncSession, event: OrderPlaced, _: Envelope) -> None:
     await ProjectionRepository(session).add_order(
-        event.order_id, event.customer_id, event.placed_at
+        event.order_id, event.customer_id, event.placed_at, event.total, event.currency
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -309,10 +310,23 @@ class ProjectionRepository:
             )
         )
 
-    async def add_order(self, order_id: UUID, customer_id: UUID, placed_at: datetime) -> None:
+    async def add_order(
+        self,
+        order_id: UUID,
+        customer_id: UUID,
+        placed_at: datetime,
+        total: Decimal | None = None,
+        currency: str | None = None,
+    ) -> None:
         await self.session.execute(
             insert(CarePlanOrder)
-            .values(order_id=order_id, customer_id=customer_id, placed_at=placed_at)
+            .values(
+                order_id=order_id,
+                customer_id=customer_id,
+                placed_at=placed_at,
+                total=total,
+                currency=currency,
+            )
             .on_conflict_do_nothing()
         )
 

@@ -37,13 +37,23 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+from uuid import UUID
 
 from shared.events import WebhookReceived
 
-__all__ = ["FORMATS", "Format", "Mapped", "PayloadError", "map_webhook"]
+__all__ = [
+    "FORMATS",
+    "CampaignEmailEvent",
+    "Format",
+    "Mapped",
+    "PayloadError",
+    "campaign_email_events",
+    "map_webhook",
+]
 
 Format = Literal["email-events", "conversations", "web-tracking"]
 FORMATS: tuple[Format, ...] = ("email-events", "conversations", "web-tracking")
@@ -291,6 +301,42 @@ _MAPPERS = {
     "conversations": _conversations,
     "web-tracking": _web_tracking,
 }
+
+
+_UUID_IN = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignEmailEvent:
+    """An e-mail platform event about a campaign message of this service."""
+
+    message_id: UUID
+    event: Literal["delivered", "bounce", "open", "click"]
+    at: datetime | None
+
+
+def campaign_email_events(event: WebhookReceived) -> list[CampaignEmailEvent]:
+    """The ``email-events`` items that name a campaign message: by a ``rapport_message_id``
+    custom argument (SendGrid puts those at the top level of each event), or by
+    ``smtp-id``, the ``Message-ID`` campaign e-mail is sent with (``<id@domain>``). The
+    caller has already read the body (a :class:`PayloadError` is not expected here)."""
+    found: list[CampaignEmailEvent] = []
+    for raw in _listed(_body(event), "events"):
+        if not isinstance(raw, dict) or raw.get("event") not in _EMAIL_KINDS:
+            continue
+        candidate = raw.get("rapport_message_id") or raw.get("smtp-id")
+        match = _UUID_IN.search(candidate) if isinstance(candidate, str) else None
+        if match is None:
+            continue
+        when = _unix(raw.get("timestamp"))
+        found.append(
+            CampaignEmailEvent(
+                UUID(match.group(0)),
+                raw["event"],
+                datetime.fromisoformat(when) if when else None,
+            )
+        )
+    return found
 
 
 def map_webhook(event: WebhookReceived, fmt: Format) -> Mapping:

@@ -29,9 +29,15 @@ from uuid import UUID
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.interactions.campaign.repository import apply_email_events
 from services.interactions.interaction import service
 from services.interactions.interaction.customers import current_resolver
-from services.interactions.interaction.partners import Format, PayloadError, map_webhook
+from services.interactions.interaction.partners import (
+    Format,
+    PayloadError,
+    campaign_email_events,
+    map_webhook,
+)
 from services.interactions.interaction.schemas import InteractionCreate
 from shared.events import Envelope, WebhookProcessed, WebhookReceived, webhook_key
 from shared.messaging import publish
@@ -109,6 +115,10 @@ async def on_webhook_received(
             where = "/".join(str(step) for step in first["loc"])
             invalid.append(f"{mapped.item.get('event_id')}: {where}: {first['msg']}")
     stored = await service.store(session, event.source, items)
+    if fmt == "email-events":
+        # Delivered / bounced / opened / clicked of our own campaign e-mail: the message's
+        # status too (its interactions are the ones just stored).
+        await apply_email_events(session, campaign_email_events(event))
     created = sum(1 for s in stored.values() if s.created)
     detail = (
         f"{created} stored, {len(stored) - created} duplicate, {len(ignored)} ignored, "

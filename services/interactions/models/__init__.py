@@ -25,3 +25,10 @@ __all__ += [
     "CarePlanSegmentMember",
     "Task",
 ]
+from services.interactions.models.campaign import (  # noqa: E402
+    Campaign,
+    CampaignMessage,
+    CampaignRecipient,
+)
+
+__all__ += ["Campaign", "CampaignMessage", "CampaignRecipient"]

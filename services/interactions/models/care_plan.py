@@ -2,6 +2,7 @@
 services' data the rules need (learned from events, never read from their tables)."""
 
 from datetime import date, datetime, time
+from decimal import Decimal
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
@@ -12,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     SmallInteger,
     String,
     Time,
@@ -146,3 +148,7 @@ class CarePlanOrder(Base):
     order_id: Mapped[UUID] = mapped_column(primary_key=True)
     customer_id: Mapped[UUID]
     placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: The order's total and currency (campaign reports attribute revenue); null for orders
+    #: projected before the total was kept.
+    total: Mapped[Decimal | None] = mapped_column(Numeric(18, 4, asdecimal=True))
+    currency: Mapped[str | None] = mapped_column(String(3))

@@ -55,6 +55,15 @@ class TestAuthentication:
         assert response.status_code in (401, 404)
         assert "ratelimit" not in response.headers
 
+    async def test_campaign_tracking_links_pass_without_credentials_or_a_token(self, lab: Gateway):
+        response = await lab.client.get(
+            "/api/v1/campaign-links/some-token", headers={"Authorization": "Bearer junk"}
+        )
+        assert response.status_code == 200
+        forwarded = dict(response.json()["headers"])
+        assert "authorization" not in forwarded  # neither the caller's nor an internal one
+        assert response.json()["path"] == "/campaign-links/some-token"
+
 
 class TestGatewayRoutes:
     async def test_admin_routes_get_the_principal_from_the_edge(self, lab: Gateway):

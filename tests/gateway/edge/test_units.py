@@ -56,6 +56,8 @@ class TestRouteTable:
             ("/surveys", "interactions"),
             ("/tasks/9:complete", "interactions"),
             ("/care-plans/rules/1", "interactions"),
+            ("/campaigns/7:start", "interactions"),
+            ("/campaigns/7/report", "interactions"),
             ("/products/sku-1", "orders"),
             ("/orders", "orders"),
             ("/deals/3", "orders"),

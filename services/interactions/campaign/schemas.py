@@ -1,0 +1,182 @@
+"""Campaigns as the API takes and returns them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+CampaignChannel = Literal["email", "sms", "webhook"]
+CampaignStatus = Literal["draft", "scheduled", "sending", "completed", "cancelled"]
+
+#: Most customers of a static audience (larger audiences are segments).
+MAX_LISTED = 10_000
+
+
+class CampaignWrite(BaseModel):
+    """A campaign to create, or the whole of one to replace (while draft or scheduled)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    channel: CampaignChannel
+    segment_id: UUID | None = Field(
+        default=None, description="Audience: the members of this segment when it starts."
+    )
+    customer_ids: list[UUID] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_LISTED,
+        description="Audience: exactly these customers (instead of `segment_id`).",
+    )
+    subject: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Subject template (e-mail; required there). Jinja2, see the body.",
+    )
+    body: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="Body template, Jinja2 in a sandbox: `{{ customer.first_name | "
+        'default("friend") }}`. Fields: `customer.id`, `display_name`, `first_name`, '
+        "`email`, `phone`, `locale`, `timezone`, `lifecycle_stage`, `tags`, "
+        "`custom_fields.<name>`; `campaign.id`, `campaign.name`. A value the customer "
+        "lacks renders empty. Unknown fields and syntax errors are refused with their line "
+        "and column.",
+    )
+    scheduled_at: AwareDatetime | None = Field(
+        default=None,
+        description="Start at this time (`:start` schedules it); null: `:start` sends now.",
+    )
+    trigger: Literal["segment_entered"] | None = Field(
+        default=None,
+        description="`segment_entered`: once started, every customer who enters `segment_id` "
+        "gets the message (once per campaign; consent, caps and quiet hours apply) until the "
+        "campaign is cancelled. Null: one send to the audience.",
+    )
+
+    @model_validator(mode="after")
+    def _one_audience(self) -> CampaignWrite:
+        if (self.segment_id is None) == (self.customer_ids is None):
+            raise ValueError("give exactly one audience: segment_id or customer_ids")
+        if self.trigger is not None and self.segment_id is None:
+            raise ValueError("a segment_entered trigger needs segment_id")
+        if self.channel == "email" and not self.subject:
+            raise ValueError("an e-mail campaign needs a subject")
+        return self
+
+
+class CampaignRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    name: str
+    status: CampaignStatus
+    channel: CampaignChannel
+    segment_id: UUID | None
+    customer_ids: list[UUID] | None
+    subject: str | None = Field(validation_alias="subject_template")
+    body: str = Field(validation_alias="body_template")
+    scheduled_at: datetime | None
+    trigger: Literal["segment_entered"] | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    version: int
+
+
+class StartResult(BaseModel):
+    campaign: CampaignRead
+    audience: int = Field(description="Customers in the audience when it started.")
+    queued: int = Field(description="Messages to send now.")
+    deferred: int = Field(description="Messages waiting for the end of quiet hours.")
+    skipped: dict[str, int] = Field(
+        description="By reason: `no-consent`, `no-address`, `frequency-cap`."
+    )
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: UUID
+
+
+class Preview(BaseModel):
+    customer_id: UUID
+    subject: str
+    body: str
+
+
+class RevenueLine(BaseModel):
+    currency: str | None
+    orders: int
+    revenue: Decimal
+
+
+class CampaignReport(BaseModel):
+    campaign_id: UUID
+    status: CampaignStatus
+    audience: int
+    skipped: dict[str, int]
+    queued: int
+    deferred: int
+    sending: int
+    sent: int
+    failed: int
+    unconfirmed: int = Field(
+        description="Claimed by a sender that crashed before confirming: possibly delivered, "
+        "never resent (at most once)."
+    )
+    delivered: int
+    bounced: int
+    opened: int
+    clicked: int
+    unsubscribed: int
+    attribution_days: int
+    orders: list[RevenueLine] = Field(
+        description="Orders recipients placed within `attribution_days` after their message "
+        "was sent, with revenue, per currency."
+    )
+
+    @classmethod
+    def of(
+        cls, campaign_id: UUID, status: str, days: int, figures: dict[str, Any]
+    ) -> CampaignReport:
+        skipped = {r: figures.pop(r) for r in ("no-consent", "no-address", "frequency-cap")}
+        return cls(
+            campaign_id=campaign_id,
+            status=status,
+            skipped=skipped,
+            attribution_days=days,
+            **figures,
+        )
+
+
+CAMPAIGN_EXAMPLES: dict[str, Any] = {
+    "segment e-mail": {
+        "summary": "E-mail to a segment",
+        "value": {
+            "name": "Win-back November",
+            "channel": "email",
+            "segment_id": "0b9d4c5e-8f43-4a43-9d64-3c1c8f5d2e11",
+            "subject": "{{ customer.first_name | default('Hello') }}, we miss you",
+            "body": "Hi {{ customer.first_name | default('there') }},\n\n"
+            "Here is 10% off your next order.",
+        },
+    },
+    "listed sms": {
+        "summary": "SMS to listed customers, at a time",
+        "value": {
+            "name": "Store opening",
+            "channel": "sms",
+            "customer_ids": ["7c1e2f9a-5b1d-4d8e-9f0a-2b3c4d5e6f70"],
+            "body": "{{ customer.first_name }}, our new store opens Saturday!",
+            "scheduled_at": "2026-12-01T09:00:00Z",
+        },
+    },
+}

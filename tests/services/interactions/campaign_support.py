@@ -1,0 +1,137 @@
+"""Shared by the campaign tests: a real local SMTP server (aiosmtpd) that keeps what
+arrives, and seeding the recipient projection through the service's real handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage, Message
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from shared.db import Database
+from shared.events import ConsentState, CustomerCreated, SegmentEntered
+from tests.services.interactions.careplan_support import deliver
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Received:
+    to: list[str]
+    message: Message
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def body(self) -> str:
+        return self.part("plain")
+
+    def part(self, subtype: str) -> str:
+        assert isinstance(self.message, EmailMessage)
+        part = self.message.get_body(preferencelist=(subtype,))
+        assert part is not None, subtype
+        return str(part.get_content()).replace("\r\n", "\n")
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+
+class Inbox:
+    """aiosmtpd handler: every message accepted, kept in arrival order (optionally slowly)."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.received: list[Received] = []
+        #: Recipient → the SMTP answer refusing it (e.g. ``451 4.2.1 try later``).
+        self.refuse: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        answer = self.refuse.get(address)
+        if answer is not None:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        content = envelope.content
+        raw = content if isinstance(content, bytes) else content.encode()
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        with self._lock:
+            self.received.append(Received(list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if address in r.to]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SmtpServer:
+    """A real SMTP server on localhost, in its own thread."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.inbox = Inbox(delay_s)
+        self.port = free_port()
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+
+def consent(*channels: str) -> dict[str, ConsentState]:
+    return {c: ConsentState(granted=True, at=T0, source="signup-form") for c in channels}
+
+
+async def seed_customer(
+    database: Database,
+    name: str,
+    *,
+    email_address: str | None = None,
+    phone: str | None = None,
+    channels: tuple[str, ...] = ("email",),
+    segment_id: uuid.UUID | None = None,
+    **fields: Any,
+) -> uuid.UUID:
+    """A customer as customer360 announces it (and, with ``segment_id``, as segmentation
+    puts it in a segment), applied through the service's subscribed handlers."""
+    customer_id = uuid.uuid4()
+    events: list[Any] = [
+        CustomerCreated(
+            customer_id=customer_id,
+            display_name=name,
+            emails=[email_address] if email_address else [],
+            phones=[phone] if phone else [],
+            created_at=T0,
+            consent=consent(*channels),
+            **fields,
+        )
+    ]
+    if segment_id is not None:
+        events.append(SegmentEntered(customer_id=customer_id, segment_id=segment_id, entered_at=T0))
+    await deliver(database, *events)
+    return customer_id
