@@ -39,6 +39,7 @@ __all__ = [
     "driver_connection",
     "event_source",
     "get_session",
+    "lost_a_race",
     "mark_outbox_written",
     "schema_metadata",
 ]
@@ -76,6 +77,22 @@ def database_unavailable(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, UNAVAILABLE_ERRORS):
+            return True
+        wrapped = seen.orig if isinstance(seen, sqlalchemy.exc.DBAPIError) else None
+        seen = wrapped if isinstance(wrapped, BaseException) else seen.__cause__
+    return False
+
+
+#: A deadlock (40P01) or a serialization failure (40001): PostgreSQL aborted the
+#: transaction only because a concurrent one raced it. Running it again succeeds.
+_RACES = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+def lost_a_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is a transaction aborted by a concurrent one (retry it as it is)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _RACES) or getattr(seen, "sqlstate", None) in {"40P01", "40001"}:
             return True
         wrapped = seen.orig if isinstance(seen, sqlalchemy.exc.DBAPIError) else None
         seen = wrapped if isinstance(wrapped, BaseException) else seen.__cause__

@@ -30,7 +30,10 @@ Failures: a handler error is retried ``max_retries`` times with exponential back
 message goes to the group's dead-letter topic (``rapport.dlq.<group>``) with the error in its
 headers, and the partition moves on. An infrastructure error (database unreachable) is not
 the message's fault: it is retried without limit and without dead-lettering, since every
-message would fail the same way; the partition waits and nothing is lost.
+message would fail the same way; the partition waits and nothing is lost. Nor is a deadlock
+with a concurrent transaction (events about one customer arrive on several topics, so two
+consumers may lock the same rows in different orders): it is applied again after a jittered
+pause, never dead-lettered.
 
 Stopping (:meth:`ConsumerRunner.stop` with a timeout, at SIGTERM): the event being applied
 finishes, the offsets of applied events are committed, the consumer leaves its group; a
@@ -42,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -54,7 +58,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics, tracing
-from shared.db import Database, database_unavailable
+from shared.db import Database, database_unavailable, lost_a_race
 from shared.events import Envelope, EnvelopeError, Event, dead_letter_topic
 from shared.messaging.kafka import Producer
 
@@ -389,6 +393,14 @@ class ConsumerRunner:
                     logger.warning("consumer %s: infrastructure error: %s", self.group, exc)
                     await asyncio.sleep(infra_backoff)
                     infra_backoff = min(infra_backoff * 2, 10.0)
+                    continue
+                if lost_a_race(exc):
+                    # a deadlock with a concurrent transaction (another partition's events
+                    # about the same customer): not the message's fault either
+                    attempt -= 1
+                    logger.info("consumer %s: %s; applying it again", self.group, exc)
+                    # jitter, so the two do not collide again in step
+                    await asyncio.sleep(random.uniform(0, self._retry_backoff * 4))  # noqa: S311
                     continue
                 if attempt > self._max_retries:
                     raise _Poison(exc, attempt) from exc

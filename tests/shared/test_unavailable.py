@@ -15,7 +15,7 @@ from gateway.config import Settings as GatewaySettings
 from gateway.main import create_app as create_gateway
 from services.customer360.config import Settings
 from services.customer360.main import create_app
-from shared.db import database_unavailable
+from shared.db import database_unavailable, lost_a_race
 from shared.devstack.process import free_port
 from tests.support import bearer, running
 
@@ -108,3 +108,18 @@ async def test_a_partner_webhook_while_the_database_is_down_gets_503(make_settin
             )
         assert response.status_code == 503, (fast_path, response.text)
         assert response.headers["retry-after"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("exc", "race"),
+    [
+        (_wrapped(asyncpg.DeadlockDetectedError("deadlock detected")), True),
+        (_wrapped(asyncpg.SerializationError("could not serialize access")), True),
+        (asyncpg.DeadlockDetectedError("deadlock detected"), True),
+        (_wrapped(asyncpg.UniqueViolationError("duplicate key")), False),
+        (ConnectionRefusedError(111, "refused"), False),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, bool) else str(v),
+)
+def test_a_deadlock_is_a_race_lost_not_a_bad_event(exc: BaseException, race: bool) -> None:
+    assert lost_a_race(exc) is race

@@ -15,8 +15,10 @@ one statement, against the segments reading anything the group changed; entries 
 are the net change of the group. Called directly, a handler evaluates at once.
 """
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from sqlalchemy import delete, select
@@ -30,6 +32,7 @@ from services.segmentation.features.repository import (
 )
 from services.segmentation.models import SegmentMember
 from services.segmentation.segments.membership import reevaluate, segments_to_lock
+from shared.db import driver_connection
 from shared.events import (
     BehaviourRecorded,
     CustomerConsentChanged,
@@ -76,6 +79,43 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+H = TypeVar("H", bound=Callable[..., Awaitable[None]])
+
+_SURVIVOR_SQL = "SELECT survivor_id FROM segmentation.customer_redirects WHERE merged_id = $1::uuid"
+
+
+async def _survivor(session: AsyncSession, customer_id: UUID) -> UUID | None:
+    """Who ``customer_id`` was merged into (``None``: not merged)."""
+    driver = await driver_connection(session)
+    found: UUID | None = await driver.fetchval(_SURVIVOR_SQL, customer_id)
+    return found
+
+
+def for_survivor(handler: H) -> H:
+    """An event about a merged customer counts for the survivor. Events travel on several
+    topics (and the merge on the survivor's partition), so one sent before the merge may be
+    consumed after it; without this it would start a fresh row under the merged id."""
+
+    async def wrapped(session: AsyncSession, event: Any, envelope: Envelope) -> None:
+        survivor = await _survivor(session, event.customer_id)
+        if survivor is not None:
+            event = event.model_copy(update={"customer_id": survivor})
+        await handler(session, event, envelope)
+
+    return cast(H, functools.wraps(handler)(wrapped))
+
+
+def unless_merged(handler: H) -> H:
+    """A profile event about a merged customer is dropped: the survivor's profile is what
+    customer360 kept (and the late one would bring back a merged person's data)."""
+
+    async def wrapped(session: AsyncSession, event: Any, envelope: Envelope) -> None:
+        if await _survivor(session, event.customer_id) is None:
+            await handler(session, event, envelope)
+
+    return cast(H, functools.wraps(handler)(wrapped))
+
+
 #: One customer's evaluation owed: what changed (``None``: anything), the customer, and the
 #: segments whose shared locks the transaction already holds.
 _Owed = tuple[frozenset[str] | None, UUID, tuple[UUID, ...]]
@@ -112,6 +152,7 @@ async def reevaluate_deferred(session: AsyncSession, owed: set[_Owed]) -> None:
     await reevaluate(session, sorted(customers), changed, _now(), locked=sorted(locked))
 
 
+@unless_merged
 async def on_customer_created(
     session: AsyncSession, event: CustomerCreated, envelope: Envelope
 ) -> None:
@@ -121,6 +162,7 @@ async def on_customer_created(
     await _changed(session, event.customer_id, set(values))
 
 
+@unless_merged
 async def on_customer_updated(
     session: AsyncSession, event: CustomerUpdated, envelope: Envelope
 ) -> None:
@@ -131,6 +173,7 @@ async def on_customer_updated(
     await _changed(session, event.customer_id, set(values))
 
 
+@unless_merged
 async def on_consent_changed(
     session: AsyncSession, event: CustomerConsentChanged, envelope: Envelope
 ) -> None:
@@ -139,6 +182,7 @@ async def on_consent_changed(
     await _changed(session, event.customer_id, {column})
 
 
+@for_survivor
 async def on_order_placed(session: AsyncSession, event: OrderPlaced, envelope: Envelope) -> None:
     currency = event.currency.upper()
     now = _now()
@@ -162,6 +206,7 @@ async def on_order_placed(session: AsyncSession, event: OrderPlaced, envelope: E
     await _changed(session, event.customer_id, ORDER_INPUTS, locked=lock)
 
 
+@for_survivor
 async def on_order_status_changed(
     session: AsyncSession, event: OrderStatusChanged, envelope: Envelope
 ) -> None:
@@ -174,6 +219,7 @@ async def on_order_status_changed(
     await _changed(session, event.customer_id, {"event:order_status_changed"})
 
 
+@for_survivor
 async def on_interaction_recorded(
     session: AsyncSession, event: InteractionRecorded, envelope: Envelope
 ) -> None:
@@ -190,6 +236,7 @@ async def on_interaction_recorded(
     await _changed(session, event.customer_id, INTERACTION_INPUTS)
 
 
+@for_survivor
 async def on_behaviour_recorded(
     session: AsyncSession, event: BehaviourRecorded, envelope: Envelope
 ) -> None:
@@ -215,6 +262,7 @@ async def on_behaviour_recorded(
     await _changed(session, event.customer_id, INTERACTION_INPUTS)
 
 
+@for_survivor
 async def on_ticket_opened(session: AsyncSession, event: TicketOpened, envelope: Envelope) -> None:
     repo = CustomerFeaturesRepository(session)
     await repo.record_ticket(event.customer_id, opened=1, newly_open=1)
@@ -229,6 +277,7 @@ async def on_ticket_opened(session: AsyncSession, event: TicketOpened, envelope:
     )
 
 
+@for_survivor
 async def on_ticket_status_changed(
     session: AsyncSession, event: TicketStatusChanged, envelope: Envelope
 ) -> None:
@@ -245,6 +294,7 @@ async def on_ticket_status_changed(
     await _changed(session, event.customer_id, {"open_tickets", "event:ticket_status_changed"})
 
 
+@for_survivor
 async def on_survey_answered(
     session: AsyncSession, event: SurveyAnswered, envelope: Envelope
 ) -> None:
@@ -265,6 +315,7 @@ async def on_survey_answered(
     )
 
 
+@for_survivor
 async def on_loyalty_tier_changed(
     session: AsyncSession, event: LoyaltyTierChanged, envelope: Envelope
 ) -> None:

@@ -12,7 +12,14 @@ from services.segmentation.config import Settings
 from services.segmentation.main import create_app
 from services.segmentation.models import CustomerFeatures
 from services.segmentation.subscriptions import subscriptions
-from shared.events import CustomerMerged, Envelope, Event, InteractionRecorded, OrderPlaced
+from shared.events import (
+    CustomerCreated,
+    CustomerMerged,
+    Envelope,
+    Event,
+    InteractionRecorded,
+    OrderPlaced,
+)
 from tests.support import api_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -77,3 +84,34 @@ async def test_a_merge_adds_the_duplicates_counts_and_spend_to_the_survivor(make
         assert kept.interaction_count == 1
         assert inherited is not None
         assert inherited.total_spent == {"EUR": "3.00"}
+
+
+async def test_events_consumed_after_the_merge_count_for_the_survivor(make_settings):
+    """The duplicate's events travel on other partitions than the merge (keyed by the
+    survivor): some are consumed after it. They must not start a row under the merged id."""
+    app = create_app(make_settings(Settings))
+    survivor, duplicate = uuid.uuid4(), uuid.uuid4()
+    async with api_client(app):
+        await deliver(app, order(survivor, "10.00", "EUR", T1))
+        await deliver(
+            app,
+            CustomerMerged(
+                customer_id=survivor, merged_id=duplicate, merged_by="agent", merged_at=T2
+            ),
+        )
+        # late: the duplicate's profile (sent before the merge) and an order of theirs
+        await deliver(
+            app,
+            CustomerCreated(
+                customer_id=duplicate, display_name="Late Duplicate", created_at=T1, tags=["x"]
+            ),
+        )
+        await deliver(app, order(duplicate, "5.00", "EUR", T2))
+        async with app.state.database.session() as session:
+            kept = await session.get(CustomerFeatures, survivor)
+            gone = await session.get(CustomerFeatures, duplicate)
+        assert gone is None  # no row, so no name of a merged person kept
+        assert kept is not None
+        assert kept.order_count == 2
+        assert kept.total_spent == {"EUR": "15.00"}
+        assert kept.display_name is None  # the survivor's profile is not the duplicate's
