@@ -28,15 +28,11 @@ loses them by design; run against Apache Kafka for that).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import os
 import random
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -45,10 +41,7 @@ import pytest
 
 from gateway.auth.dev import mint_dev_token
 from gateway.config import Settings as GatewaySettings
-from shared.devstack.process import free_port
-from shared.migrate import upgrade
-from shared.parts import PARTS, part
-from shared.stack import PartProcess, wiring_env
+from tests.support import ProcessStack, process_stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.asyncio(loop_scope="session")]
 
@@ -66,55 +59,6 @@ ACTIONS = [
     ("kill", "interactions"),
     ("kill", "gateway"),
 ]
-
-
-@dataclasses.dataclass
-class Stack:
-    processes: dict[str, PartProcess]
-    gateway: str
-    database: str  # asyncpg DSN
-
-    def pid(self, name: str) -> int:
-        pid = self.processes[name].pid
-        assert pid is not None, f"{name} is not running"
-        return pid
-
-
-@contextlib.asynccontextmanager
-async def stack(infra: Any, tmp_path: Path) -> AsyncIterator[Stack]:
-    url = infra.create_database(f"rapport_chaos_{uuid.uuid4().hex[:8]}")
-    for p in PARTS:
-        await asyncio.to_thread(upgrade, p.name, "head", url)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
-        "RAPPORT_KAFKA_IDEMPOTENT_PRODUCER": str(infra.supports_idempotence).lower(),
-        "RAPPORT_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
-        "RAPPORT_ENVIRONMENT": "development",
-        "RAPPORT_LOG_LEVEL": "WARNING",
-        "GATEWAY_RATE_LIMIT_ENABLED": "false",
-        "GATEWAY_OUTBOUND_ENABLED": "false",
-    }
-    ports = {p.name: free_port() for p in PARTS}
-    env.update(wiring_env(ports))
-    processes = {
-        p.name: PartProcess(dataclasses.replace(part(p.name), port=ports[p.name]), tmp_path, env)
-        for p in PARTS
-    }
-    try:
-        for process in processes.values():
-            await asyncio.to_thread(process.start)
-        yield Stack(
-            processes,
-            f"http://127.0.0.1:{ports['gateway']}/api/v1",
-            url.replace("postgresql+asyncpg://", "postgresql://"),
-        )
-    finally:
-        for process in processes.values():
-            with contextlib.suppress(ProcessLookupError, TypeError):
-                os.kill(process.pid, signal.SIGCONT)  # type: ignore[arg-type]
-            await asyncio.to_thread(process.stop)
 
 
 class Load:
@@ -170,7 +114,7 @@ class Load:
             await asyncio.sleep(0.01)
 
 
-async def chaos(stack: Stack, action: str, name: str, rng: random.Random) -> None:
+async def chaos(stack: ProcessStack, action: str, name: str, rng: random.Random) -> None:
     await asyncio.sleep(rng.uniform(1.0, LOAD_SECONDS / 2))
     if action == "kill":
         os.kill(stack.pid(name), signal.SIGKILL)
@@ -219,7 +163,8 @@ async def mismatches(dsn: str) -> list[str]:
 async def test_crashes_and_stalls_lose_nothing_and_apply_nothing_twice(infra, tmp_path):
     rng = random.Random(os.environ.get("CHAOS_SEED", "7"))
     token = mint_dev_token(GatewaySettings(environment="development"), role="admin")
-    async with stack(infra, tmp_path) as running:
+    env = {"RAPPORT_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS)}
+    async with process_stack(infra, tmp_path, prefix="rapport_chaos", env=env) as running:
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(
             base_url=running.gateway, headers=headers, timeout=10.0
