@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest_asyncio
@@ -29,6 +29,8 @@ from gateway.config import Settings as GatewaySettings
 from shared.standard_webhooks import sign
 from tests.conftest import Infra
 from tests.support import ProcessStack, process_stack
+
+T = TypeVar("T")
 
 #: How long an eventually consistent answer may take on a loaded machine.
 DEADLINE_S = 30.0
@@ -79,23 +81,26 @@ class World:
 
 
 async def eventually(
-    request: Callable[[], Awaitable[httpx.Response]],
-    ready: Callable[[httpx.Response], bool],
+    request: Callable[[], Awaitable[T]],
+    ready: Callable[[T], bool],
     what: str,
     deadline_s: float = DEADLINE_S,
-) -> httpx.Response:
+) -> T:
     """Repeat ``request`` until ``ready`` holds for its answer; fail, showing the last answer,
-    after ``deadline_s``. Callers then assert the final values exactly."""
+    after ``deadline_s``. Wait for *every* value a check reads: figures fed by different
+    events (an order, a segment entry) arrive in any order. Then assert them exactly."""
     until = time.monotonic() + deadline_s
     while True:
-        response = await request()
-        if ready(response):
-            return response
+        answer = await request()
+        if ready(answer):
+            return answer
         if time.monotonic() > until:
-            raise AssertionError(
-                f"not within {deadline_s:.0f} s: {what}; last answer "
-                f"{response.status_code} {response.text[:2000]}"
+            shown = (
+                f"{answer.status_code} {answer.text[:2000]}"
+                if isinstance(answer, httpx.Response)
+                else repr(answer)[:2000]
             )
+            raise AssertionError(f"not within {deadline_s:.0f} s: {what}; last answer {shown}")
         await asyncio.sleep(0.25)
 
 
