@@ -11,7 +11,7 @@ import schemathesis
 
 from gateway.auth.roles import ALL_SCOPES
 from tests.fuzz.conftest import Stack
-from tests.fuzz.test_contracts import _is_stale_precondition
+from tests.fuzz.test_contracts import _is_documented_gone, _is_stale_precondition
 from tests.support import bearer
 
 ALL = bearer(*sorted(ALL_SCOPES), subject="fuzz-regressions")
@@ -132,3 +132,23 @@ def test_a_stale_if_match_is_a_precondition_failure_not_rejected_data(stack: Sta
     assert (response.status_code, _is_stale_precondition(response, case)) == (412, True)
     case, response = put(None)
     assert (response.status_code, _is_stale_precondition(response, case)) == (200, False)
+
+
+def test_erasing_an_erased_customer_again_is_gone_not_rejected_data(stack: Stack) -> None:
+    # Stateful fuzzing replayed DELETE /customers/{id} after the customer was erased: the
+    # documented 410 is the right answer, as 404 is for an id that never existed.
+    base = stack.urls["customer360"]
+    created = httpx.post(f"{base}/customers", json={"display_name": "Gone regression"}, headers=ALL)
+    assert created.status_code == 201, created.text
+    customer_id = created.json()["id"]
+    operation = schemathesis.openapi.from_url(f"{base}/openapi.json")["/customers/{customer_id}"][
+        "DELETE"
+    ]
+    case = operation.Case(path_parameters={"customer_id": customer_id})
+    first = case.call(headers=ALL)
+    assert first.status_code == 204
+    assert not _is_documented_gone(first, case)
+    again = case.call(headers=ALL)
+    assert again.status_code == 410
+    assert again.json()["type"] == "/problems/customer-erased"
+    assert _is_documented_gone(again, case)
