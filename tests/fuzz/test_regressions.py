@@ -17,6 +17,32 @@ from tests.support import bearer
 ALL = bearer(*sorted(ALL_SCOPES), subject="fuzz-regressions")
 
 
+#: A valid value per custom-field type, for fields the fuzzer made required.
+_CUSTOM_VALUES: dict[str, Any] = {
+    "string": "x",
+    "integer": 1,
+    "number": 1.5,
+    "boolean": True,
+    "date": "2000-01-01",
+}
+
+
+def _create_customer(base: str, name: str) -> str:
+    """A new customer, whatever custom fields the fuzzer defined (and made required) in
+    this database before the regressions run."""
+    fields = httpx.get(f"{base}/custom-fields", headers=ALL).json()
+    custom = {
+        f["key"]: f["options"][0] if f["type"] == "enum" else _CUSTOM_VALUES[f["type"]]
+        for f in fields
+        if f["required"]
+    }
+    created = httpx.post(
+        f"{base}/customers", json={"display_name": name, "custom_fields": custom}, headers=ALL
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
 def test_metrics_are_documented_as_the_text_they_are(stack: Stack) -> None:
     base = stack.urls["orders"]
     spec = httpx.get(f"{base}/openapi.json").json()
@@ -93,11 +119,7 @@ def test_the_privacy_export_reaches_every_service(stack: Stack) -> None:
     # The fuzz stack once left customer360's calls to the other services unwired: every
     # export answered 503.
     base = stack.urls["customer360"]
-    created = httpx.post(
-        f"{base}/customers", json={"display_name": "Export regression"}, headers=ALL
-    )
-    assert created.status_code == 201, created.text
-    customer_id = created.json()["id"]
+    customer_id = _create_customer(base, "Export regression")
     exported = httpx.get(f"{base}/customers/{customer_id}/export", headers=ALL)
     assert exported.status_code == 200, exported.text
     body = exported.json()
@@ -138,9 +160,7 @@ def test_erasing_an_erased_customer_again_is_gone_not_rejected_data(stack: Stack
     # Stateful fuzzing replayed DELETE /customers/{id} after the customer was erased: the
     # documented 410 is the right answer, as 404 is for an id that never existed.
     base = stack.urls["customer360"]
-    created = httpx.post(f"{base}/customers", json={"display_name": "Gone regression"}, headers=ALL)
-    assert created.status_code == 201, created.text
-    customer_id = created.json()["id"]
+    customer_id = _create_customer(base, "Gone regression")
     operation = schemathesis.openapi.from_url(f"{base}/openapi.json")["/customers/{customer_id}"][
         "DELETE"
     ]
