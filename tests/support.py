@@ -1,16 +1,42 @@
-"""Helpers for tests: internal tokens and running an app in-process."""
+"""Helpers for tests: internal tokens, running an app in-process, and the whole stack as
+real processes (:func:`process_stack`, as ``make run`` starts it)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Protocol
 
 import httpx
 from fastapi import FastAPI
 
 from shared.auth import Principal, mint_internal_token
+from shared.devstack.process import free_port
+from shared.migrate import upgrade
+from shared.parts import PARTS, part
 from shared.settings import DEV_INTERNAL_SECRET
+from shared.stack import PartProcess, wiring_env
+
+
+class StackInfra(Protocol):
+    """What a process stack needs of its infrastructure (the session's, or a test's own)."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    @property
+    def supports_idempotence(self) -> bool: ...
+
+    def create_database(self, name: str) -> str: ...
+
+    def drop_database(self, name: str) -> None: ...
 
 
 def bearer(
@@ -52,3 +78,72 @@ async def api_client(app: FastAPI, *, rollback: bool = True) -> AsyncIterator[ht
             finally:
                 database.bind(None)
                 await transaction.rollback()
+
+
+@dataclasses.dataclass
+class ProcessStack:
+    """The gateway and the four services running as processes (``rapport serve``)."""
+
+    processes: dict[str, PartProcess]
+    #: The gateway's base URL (``http://127.0.0.1:<port>``); the public API is under
+    #: :attr:`gateway`, partner webhooks under ``{root}/webhooks/{source}``.
+    root: str
+    database: str  # asyncpg DSN of the stack's own database
+
+    @property
+    def gateway(self) -> str:
+        return f"{self.root}/api/v1"
+
+    def pid(self, name: str) -> int:
+        pid = self.processes[name].pid
+        assert pid is not None, f"{name} is not running"
+        return pid
+
+
+@asynccontextmanager
+async def process_stack(
+    infra: StackInfra, work_dir: Path, *, prefix: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[ProcessStack]:
+    """Every part as a real process on a fresh database (``<prefix>_<hex>``, migrated with
+    every chain) and the session's broker, wired to each other by :func:`wiring_env` on
+    free ports. ``env`` adds to or overrides the processes' environment. Processes left
+    frozen (SIGSTOP) by a test are resumed before they are stopped."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    # In a thread: with TEST_DATABASE_URL it runs an event loop of its own.
+    url = await asyncio.to_thread(infra.create_database, name)
+    for p in PARTS:
+        await asyncio.to_thread(upgrade, p.name, "head", url)
+    ports = {p.name: free_port() for p in PARTS}
+    child_env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "RAPPORT_KAFKA_IDEMPOTENT_PRODUCER": str(infra.supports_idempotence).lower(),
+        "RAPPORT_ENVIRONMENT": "development",
+        "RAPPORT_LOG_LEVEL": "WARNING",
+        "GATEWAY_RATE_LIMIT_ENABLED": "false",
+        "GATEWAY_OUTBOUND_ENABLED": "false",
+        **wiring_env(ports),
+        **(env or {}),
+    }
+    processes = {
+        p.name: PartProcess(
+            dataclasses.replace(part(p.name), port=ports[p.name]), work_dir, child_env
+        )
+        for p in PARTS
+    }
+    try:
+        await asyncio.gather(*(asyncio.to_thread(p.start) for p in processes.values()))
+        yield ProcessStack(
+            processes,
+            f"http://127.0.0.1:{ports['gateway']}",
+            url.replace("postgresql+asyncpg://", "postgresql://"),
+        )
+    finally:
+        for process in processes.values():
+            with contextlib.suppress(ProcessLookupError, TypeError):
+                os.kill(process.pid, signal.SIGCONT)  # type: ignore[arg-type]
+        await asyncio.gather(
+            *(asyncio.to_thread(p.stop) for p in processes.values()), return_exceptions=True
+        )
+        await asyncio.to_thread(infra.drop_database, name)

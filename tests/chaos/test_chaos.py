@@ -55,14 +55,11 @@ from aiohttp import web
 from gateway.auth.dev import mint_dev_token
 from gateway.config import Settings as GatewaySettings
 from shared.devstack import ApacheKafka, EmbeddedPostgres, TansuBroker
-from shared.devstack.process import free_port
 from shared.events import TOPICS
 from shared.messaging import ensure_topics
-from shared.migrate import upgrade
-from shared.parts import PARTS, part
 from shared.settings import RapportSettings
-from shared.stack import PartProcess, wiring_env
 from shared.standard_webhooks import sign
+from tests.support import ProcessStack, process_stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.asyncio(loop_scope="session")]
 
@@ -105,6 +102,9 @@ class OwnInfra:
         self.postgres.create_database(name)
         return self.postgres.sqlalchemy_url(name)
 
+    def drop_database(self, name: str) -> None:
+        self.postgres.drop_database(name)
+
     def crashable(self) -> dict[str, EmbeddedPostgres | ApacheKafka]:
         found: dict[str, EmbeddedPostgres | ApacheKafka] = {"postgres": self.postgres}
         if isinstance(self.broker, ApacheKafka):
@@ -131,58 +131,6 @@ async def own_infra(session_infra: Any, tmp_path: Path) -> AsyncIterator[OwnInfr
         yield OwnInfra(postgres, broker)
     finally:
         for process in reversed(started):
-            await asyncio.to_thread(process.stop)
-
-
-@dataclasses.dataclass
-class Stack:
-    processes: dict[str, PartProcess]
-    gateway: str
-    database: str  # asyncpg DSN
-
-    def pid(self, name: str) -> int:
-        pid = self.processes[name].pid
-        assert pid is not None, f"{name} is not running"
-        return pid
-
-
-@contextlib.asynccontextmanager
-async def stack(infra: Any, tmp_path: Path) -> AsyncIterator[Stack]:
-    url = infra.create_database(f"rapport_chaos_{uuid.uuid4().hex[:8]}")
-    for p in PARTS:
-        await asyncio.to_thread(upgrade, p.name, "head", url)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
-        "RAPPORT_KAFKA_IDEMPOTENT_PRODUCER": str(infra.supports_idempotence).lower(),
-        "RAPPORT_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
-        "RAPPORT_ENVIRONMENT": "development",
-        "RAPPORT_LOG_LEVEL": "WARNING",
-        "GATEWAY_RATE_LIMIT_ENABLED": "false",
-        # the endpoint is this test's receiver; retries soon, as crashes make attempts fail
-        "GATEWAY_OUTBOUND_ALLOWED": '["127.0.0.0/8"]',
-        "GATEWAY_OUTBOUND_RETRY_SCHEDULE_S": "[0, 1, 2, 3, 5, 5, 5, 5, 5, 5]",
-        "GATEWAY_OUTBOUND_POLL_S": "0.2",
-    }
-    ports = {p.name: free_port() for p in PARTS}
-    env.update(wiring_env(ports))
-    processes = {
-        p.name: PartProcess(dataclasses.replace(part(p.name), port=ports[p.name]), tmp_path, env)
-        for p in PARTS
-    }
-    try:
-        for process in processes.values():
-            await asyncio.to_thread(process.start)
-        yield Stack(
-            processes,
-            f"http://127.0.0.1:{ports['gateway']}",
-            url.replace("postgresql+asyncpg://", "postgresql://"),
-        )
-    finally:
-        for process in processes.values():
-            with contextlib.suppress(ProcessLookupError, TypeError):
-                os.kill(process.pid, signal.SIGCONT)  # type: ignore[arg-type]
             await asyncio.to_thread(process.stop)
 
 
@@ -321,7 +269,9 @@ class Receiver:
             await self._runner.cleanup()
 
 
-async def chaos(stack: Stack, infra: OwnInfra, action: str, name: str, rng: random.Random) -> None:
+async def chaos(
+    stack: ProcessStack, infra: OwnInfra, action: str, name: str, rng: random.Random
+) -> None:
     await asyncio.sleep(rng.uniform(1.0, LOAD_SECONDS / 2))
     crashable = infra.crashable()
     if name in crashable:
@@ -406,10 +356,21 @@ async def test_crashes_and_stalls_lose_nothing_and_apply_nothing_twice(infra, tm
     token = mint_dev_token(GatewaySettings(environment="development"), role="admin")
     receiver = Receiver()
     await receiver.start()
-    async with own_infra(infra, tmp_path) as own, stack(own, tmp_path) as running:
+    env = {
+        "RAPPORT_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+        # the endpoint is this test's receiver; retries soon, as crashes make attempts fail
+        "GATEWAY_OUTBOUND_ENABLED": "true",
+        "GATEWAY_OUTBOUND_ALLOWED": '["127.0.0.0/8"]',
+        "GATEWAY_OUTBOUND_RETRY_SCHEDULE_S": "[0, 1, 2, 3, 5, 5, 5, 5, 5, 5]",
+        "GATEWAY_OUTBOUND_POLL_S": "0.2",
+    }
+    async with (
+        own_infra(infra, tmp_path) as own,
+        process_stack(own, tmp_path, prefix="rapport_chaos", env=env) as running,
+    ):
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(
-            base_url=running.gateway, headers=headers, timeout=10.0
+            base_url=running.root, headers=headers, timeout=10.0
         ) as client:
             product = await client.post(
                 "/api/v1/products",

@@ -36,7 +36,7 @@ from services.segmentation import main as segmentation_main
 from shared.migrate import upgrade_all
 from shared.parts import PARTS
 from tests.conftest import Infra
-from tests.gateway.edge.servers import serve
+from tests.gateway.edge.servers import bound_socket, serve
 
 # schemathesis 4.32's lazy loader (``from_fixture``) relabels the running item through
 # ``Node._nodeid``, which pytest 9 replaced with ``Node._id``: read the real node id, and keep
@@ -104,13 +104,22 @@ def stack(infra: Infra, make_settings: Callable[..., Any]) -> Iterator[Stack]:
         async def main() -> None:
             try:
                 async with AsyncExitStack() as exits:
-                    urls: dict[str, str] = {}
+                    # Sockets first: the services call each other (resolve, privacy export),
+                    # so each needs every other's URL before any of them starts.
+                    sockets = {service: bound_socket() for service in SERVICES}
+                    urls = {
+                        service: f"http://127.0.0.1:{sock.getsockname()[1]}"
+                        for service, sock in sockets.items()
+                    }
+                    for sock in sockets.values():
+                        exits.callback(sock.close)  # those never served, if start-up fails
                     for service, (factory, settings_cls) in SERVICES.items():
                         overrides: dict[str, Any] = {"database_url": database_url}
-                        if "customer360_url" in settings_cls.model_fields:
-                            overrides["customer360_url"] = urls["customer360"]
+                        for other, url in urls.items():
+                            if f"{other}_url" in settings_cls.model_fields:
+                                overrides[f"{other}_url"] = url
                         app = factory(make_settings(settings_cls, **overrides))
-                        urls[service] = await exits.enter_async_context(serve(app))
+                        await exits.enter_async_context(serve(app, sock=sockets[service]))
                     settings = make_settings(
                         gateway_config.Settings,
                         database_url=database_url,

@@ -3,15 +3,44 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from uuid import uuid4
 
 import httpx
+import schemathesis
 
 from gateway.auth.roles import ALL_SCOPES
 from tests.fuzz.conftest import Stack
+from tests.fuzz.test_contracts import _is_documented_gone, _is_stale_precondition
 from tests.support import bearer
 
 ALL = bearer(*sorted(ALL_SCOPES), subject="fuzz-regressions")
+
+
+#: A valid value per custom-field type, for fields the fuzzer made required.
+_CUSTOM_VALUES: dict[str, Any] = {
+    "string": "x",
+    "integer": 1,
+    "number": 1.5,
+    "boolean": True,
+    "date": "2000-01-01",
+}
+
+
+def _create_customer(base: str, name: str) -> str:
+    """A new customer, whatever custom fields the fuzzer defined (and made required) in
+    this database before the regressions run."""
+    fields = httpx.get(f"{base}/custom-fields", headers=ALL).json()
+    custom = {
+        f["key"]: f["options"][0] if f["type"] == "enum" else _CUSTOM_VALUES[f["type"]]
+        for f in fields
+        if f["required"]
+    }
+    created = httpx.post(
+        f"{base}/customers", json={"display_name": name, "custom_fields": custom}, headers=ALL
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
 
 
 def test_metrics_are_documented_as_the_text_they_are(stack: Stack) -> None:
@@ -64,3 +93,82 @@ def test_a_nul_character_is_a_client_mistake_not_a_500(stack: Stack) -> None:
     )
     assert created.status_code == 422
     assert "NUL" in created.json()["detail"]
+
+
+def test_external_id_systems_outside_the_key_pattern_are_documented_as_refused(
+    stack: Stack,
+) -> None:
+    # ``patternProperties`` alone leaves other keys open: the fuzzer sent "û" as a system
+    # name, the document allowed it and validation refused it.
+    base = stack.urls["customer360"]
+    schemas = httpx.get(f"{base}/openapi.json").json()["components"]["schemas"]
+    for model in ("CustomerCreate", "CustomerPatch"):
+        documented = schemas[model]["properties"]["external_ids"]["anyOf"][0]
+        assert documented["additionalProperties"] is False, model
+        assert list(documented["patternProperties"]) == [r"^[a-z0-9][a-z0-9_.-]{0,49}$"]
+    refused = httpx.post(
+        f"{base}/customers",
+        json={"display_name": "Regression", "external_ids": {"Û": "1"}},
+        headers=ALL,
+    )
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["code"] == "string_pattern_mismatch"
+
+
+def test_the_privacy_export_reaches_every_service(stack: Stack) -> None:
+    # The fuzz stack once left customer360's calls to the other services unwired: every
+    # export answered 503.
+    base = stack.urls["customer360"]
+    customer_id = _create_customer(base, "Export regression")
+    exported = httpx.get(f"{base}/customers/{customer_id}/export", headers=ALL)
+    assert exported.status_code == 200, exported.text
+    body = exported.json()
+    assert body["customer"]["id"] == customer_id
+    assert (body["interactions"], body["orders"], body["segmentation"]) == ([], [], [])
+
+
+def test_a_stale_if_match_is_a_precondition_failure_not_rejected_data(stack: Stack) -> None:
+    # Stateful fuzzing PUT a care-plan rule with an If-Match it made up (or an ETag from an
+    # earlier response): 412 is the contract there, and only there.
+    base = stack.urls["interactions"]
+    rule: dict[str, Any] = {"name": "Stale regression", "type": "post_purchase", "days_after": 7}
+    created = httpx.post(f"{base}/care-plans/rules", json=rule, headers=ALL)
+    assert created.status_code == 201, created.text
+    rule_id, etag = created.json()["id"], created.headers["etag"]
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
+    operation = schema["/care-plans/rules/{rule_id}"]["PUT"]
+
+    def put(if_match: str | None) -> tuple[Any, Any]:
+        headers = {} if if_match is None else {"If-Match": if_match}
+        case = operation.Case(path_parameters={"rule_id": rule_id}, headers=headers, body=rule)
+        return case, case.call(headers=ALL)
+
+    case, response = put(etag)
+    assert response.status_code == 200
+    assert not _is_stale_precondition(response, case)
+    case, response = put(etag)  # the ETag of the first answer, now stale
+    assert response.status_code == 412
+    assert response.json()["current_etag"] == '"2"'
+    assert _is_stale_precondition(response, case)
+    case, response = put('W/"made-up"')
+    assert (response.status_code, _is_stale_precondition(response, case)) == (412, True)
+    case, response = put(None)
+    assert (response.status_code, _is_stale_precondition(response, case)) == (200, False)
+
+
+def test_erasing_an_erased_customer_again_is_gone_not_rejected_data(stack: Stack) -> None:
+    # Stateful fuzzing replayed DELETE /customers/{id} after the customer was erased: the
+    # documented 410 is the right answer, as 404 is for an id that never existed.
+    base = stack.urls["customer360"]
+    customer_id = _create_customer(base, "Gone regression")
+    operation = schemathesis.openapi.from_url(f"{base}/openapi.json")["/customers/{customer_id}"][
+        "DELETE"
+    ]
+    case = operation.Case(path_parameters={"customer_id": customer_id})
+    first = case.call(headers=ALL)
+    assert first.status_code == 204
+    assert not _is_documented_gone(first, case)
+    again = case.call(headers=ALL)
+    assert again.status_code == 410
+    assert again.json()["type"] == "/problems/customer-erased"
+    assert _is_documented_gone(again, case)

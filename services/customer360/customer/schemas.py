@@ -10,9 +10,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from services.customer360.customer.normalize import normalize_email
 from services.customer360.models import Customer
@@ -25,6 +28,23 @@ Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 SystemName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,49}$")]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+
+
+class _NoOtherKeys:
+    """A dict whose keys have a pattern is documented as ``patternProperties``, which says
+    nothing about keys that do not match: validation refuses them, and so does the document
+    (``additionalProperties: false``)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["additionalProperties"] = False
+        return schema
+
+
+ExternalIds = Annotated[dict[SystemName, ExternalId], _NoOtherKeys()]
+ExternalIdsPatch = Annotated[dict[SystemName, ExternalId | None], _NoOtherKeys()]
 Email = Annotated[str, AfterValidator(normalize_email)]
 _TIMEZONES = frozenset(available_timezones())
 
@@ -106,7 +126,7 @@ class _ProfileFields(BaseModel):
     lifecycle_stage: str | None = Field(default=None, max_length=30, examples=["lead"])
     tags: list[Tag] | None = Field(default=None, max_length=100)
     consent: dict[ConsentChannel, ConsentInput] | None = None
-    external_ids: dict[SystemName, ExternalId] | None = Field(
+    external_ids: ExternalIds | None = Field(
         default=None, max_length=20, description="Ids in partner systems, by system name."
     )
     custom_fields: dict[str, Any] | None = Field(
@@ -152,7 +172,7 @@ class CustomerPatch(_ProfileFields):
     )
 
     consent: dict[ConsentChannel, ConsentInput | None] | None = None  # type: ignore[assignment]
-    external_ids: dict[SystemName, ExternalId | None] | None = Field(  # type: ignore[assignment]
+    external_ids: ExternalIdsPatch | None = Field(  # type: ignore[assignment]
         default=None, max_length=20
     )
 
