@@ -57,18 +57,12 @@ class PartProcess(ManagedProcess):
         return self.work_dir / f"{self.part.name}.log"
 
     def _command(self) -> list[str]:
+        where = ["--host", self.host, "--port", str(self.port)]
+        if self.part.name not in {p.name for p in PARTS}:
+            # a stand-in app (benchmarks' trivial upstream): plain uvicorn
+            return [sys.executable, "-m", "uvicorn", "--factory", self.part.app, *where]
         # `rapport serve`: drains requests, consumers and the outbox on SIGTERM, exits 0.
-        return [
-            sys.executable,
-            "-m",
-            "shared.cli",
-            "serve",
-            self.part.name,
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-        ]
+        return [sys.executable, "-m", "shared.cli", "serve", self.part.name, *where]
 
     def _spawn_env(self) -> Mapping[str, str]:
         return self._env

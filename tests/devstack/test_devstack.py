@@ -313,3 +313,22 @@ def test_children_die_with_a_sigkilled_owner(tmp_path: Path) -> None:
         # The dead owner never cleaned up its (empty) unix-socket directory under /tmp.
         with contextlib.suppress(OSError):
             EmbeddedPostgres(tmp_path / "pg").socket_dir.rmdir()
+
+
+def test_a_stand_in_app_runs_under_plain_uvicorn(tmp_path: Path) -> None:
+    """Benchmarks run stand-ins (a trivial upstream) beside the real parts; ``rapport serve``
+    knows only the parts, so a stand-in must not be launched through it."""
+    from shared.devstack.process import free_port
+    from shared.parts import Part
+    from shared.stack import PartProcess
+
+    stand_in = Part("trivial", "tests.bench.gateway:trivial_app", "", "", free_port())
+    process = PartProcess(stand_in, tmp_path, dict(os.environ))
+    process.start()
+    try:
+        assert process.ready()
+        assert (
+            "-m uvicorn --factory tests.bench.gateway:trivial_app" in process.log_path.read_text()
+        )
+    finally:
+        process.stop()
