@@ -27,8 +27,8 @@ _CUSTOM_VALUES: dict[str, Any] = {
 }
 
 
-def _create_customer(base: str, name: str) -> str:
-    """A new customer, whatever custom fields the fuzzer defined (and made required) in
+def _post_customer(base: str, name: str, **extra: Any) -> httpx.Response:
+    """POST a customer, whatever custom fields the fuzzer defined (and made required) in
     this database before the regressions run."""
     fields = httpx.get(f"{base}/custom-fields", headers=ALL).json()
     custom = {
@@ -36,9 +36,15 @@ def _create_customer(base: str, name: str) -> str:
         for f in fields
         if f["required"]
     }
-    created = httpx.post(
-        f"{base}/customers", json={"display_name": name, "custom_fields": custom}, headers=ALL
+    return httpx.post(
+        f"{base}/customers",
+        json={"display_name": name, "custom_fields": custom, **extra},
+        headers=ALL,
     )
+
+
+def _create_customer(base: str, name: str) -> str:
+    created = _post_customer(base, name)
     assert created.status_code == 201, created.text
     return str(created.json()["id"])
 
@@ -113,6 +119,23 @@ def test_external_id_systems_outside_the_key_pattern_are_documented_as_refused(
     )
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["code"] == "string_pattern_mismatch"
+
+
+def test_a_tag_of_whitespace_alone_is_documented_as_refused(stack: Stack) -> None:
+    # Tags are stripped: "\u000b" met ``minLength: 1`` in the document, and was refused as
+    # too short once stripped. The document now asks for a character that is not blank.
+    base = stack.urls["customer360"]
+    schemas = httpx.get(f"{base}/openapi.json").json()["components"]["schemas"]
+    tags = schemas["CustomerCreate"]["properties"]["tags"]["anyOf"][0]["items"]
+    assert not re.search(tags["pattern"], "\u000b \u00a0\u001c\u0085")
+    assert re.search(tags["pattern"], " vip ")
+    for blank in ("\u000b", "\u001f", " \u00a0 "):
+        refused = _post_customer(base, "Regression", tags=[blank])
+        assert refused.status_code == 422, blank
+        assert refused.json()["errors"][0]["pointer"] == "/body/tags/0"
+    kept = _post_customer(base, "Regression", tags=[" vip "])
+    assert kept.status_code == 201, kept.text
+    assert kept.json()["tags"] == ["vip"]
 
 
 def test_the_privacy_export_reaches_every_service(stack: Stack) -> None:

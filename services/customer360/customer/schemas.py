@@ -24,8 +24,16 @@ from shared.events import ConsentState
 from shared.privacy import PII_SCOPE, mask_email, mask_phone
 
 ConsentChannel = Literal["email", "sms", "phone"]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+#: At least one character that is whitespace neither to JSON Schema (ECMA ``\s``) nor to
+#: pydantic's stripping (Unicode White_Space, with U+0085), nor one of U+001C-U+001F: the
+#: document then refuses the values that stripping would leave empty (a vertical tab alone
+#: was schema-valid and refused with 422, which contract fuzzing caught).
+_NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+Tag = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_NOT_BLANK),
+]
+ShortText = Tag
 SystemName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,49}$")]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 
