@@ -325,7 +325,7 @@ class TestRedemption:
                 "/body",
             ),
             ({"kind": "bogo", "value": "1"}, "/body/kind"),
-            ({"kind": "fixed", "value": "1.00", "currency": "XXX"}, "/body/currency"),
+            ({"kind": "fixed", "value": "1.00", "currency": "ABC"}, "/body/currency"),
         ],
     )
     async def test_bad_promotions_are_refused_at_the_edge(self, client, body, pointer):
