@@ -52,6 +52,8 @@ class Settings(RapportSettings):
             "analyst": 600,
             "partner": 3000,
             "default": 600,
+            # per client address, for the credential-less routes (campaign tracking links)
+            "public": 600,
         }
     )
     rate_limit_enabled: bool = True

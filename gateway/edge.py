@@ -43,7 +43,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.proxy import HOP_BY_HOP, send_problem
-from gateway.ratelimit import Policy, RateLimiter
+from gateway.ratelimit import Decision, Policy, RateLimiter
 from gateway.routes import PUBLIC_PREFIX, Route
 from shared.auth import Principal, mint_internal_token
 from shared.errors import RapportError
@@ -70,6 +70,7 @@ _NOT_FORWARDED = HOP_BY_HOP | {
     b"x-forwarded-for",
     b"x-forwarded-proto",
     b"x-forwarded-host",
+    b"x-forwarded-prefix",
     b"expect",
 }
 
@@ -227,6 +228,20 @@ def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
     return send_with_headers
 
 
+async def _too_many(
+    scope: Scope, receive: Receive, send: Send, decision: Decision, policy: Policy, whose: str = ""
+) -> None:
+    await send_problem(
+        scope,
+        receive,
+        send,
+        429,
+        "too-many-requests",
+        f"more than {policy.quota} requests per minute{whose}",
+        headers=decision.as_dict(),
+    )
+
+
 def _unsafe(path: str) -> bool:
     """Dot segments are not normalised anywhere downstream: refuse them outright."""
     return "/." in path and any(s in (".", "..") for s in path.split("/"))
@@ -287,7 +302,17 @@ class EdgeMiddleware:
         route = state.routes.match(path)
         if route is not None and route.public:
             # Signed links mail clients follow (campaign tracking): no credentials, and none
-            # forwarded — the service checks the link's own signature.
+            # forwarded — the service checks the link's own signature. Limited per client
+            # address (the ``public`` quota), since there is no principal to limit.
+            public_headers: list[tuple[bytes, bytes]] = []
+            if state.limiter is not None:
+                policy = state.limiter.policy_for(("public",))
+                client = scope.get("client")
+                decision = state.limiter.acquire(f"public:{client[0] if client else ''}", policy)
+                if not decision.allowed:
+                    await _too_many(scope, receive, send, decision, policy, " from this address")
+                    return
+                public_headers = decision.headers
             await self._forward(
                 scope,
                 receive,
@@ -296,7 +321,7 @@ class EdgeMiddleware:
                 path,
                 headers,
                 None,
-                [],
+                public_headers,
                 chunked,
                 connection,
                 forwarded_for,
@@ -330,15 +355,7 @@ class EdgeMiddleware:
         if state.limiter is not None:
             decision = state.limiter.acquire(identity.limit_key, identity.policy)
             if not decision.allowed:
-                await send_problem(
-                    scope,
-                    receive,
-                    send,
-                    429,
-                    "too-many-requests",
-                    f"more than {identity.policy.quota} requests per minute",
-                    headers=decision.as_dict(),
-                )
+                await _too_many(scope, receive, send, decision, identity.policy)
                 return
             rate_headers = decision.headers
 
@@ -400,6 +417,8 @@ class EdgeMiddleware:
         headers.append(("x-forwarded-proto", scope.get("scheme", "http")))
         if host is not None:
             headers.append(("x-forwarded-host", host.decode("latin-1")))
+        # what the service strips from paths it shows (a problem's ``instance``)
+        headers.append(("x-forwarded-prefix", PUBLIC_PREFIX))
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         # (When the prefix itself was percent-encoded, forward the decoded path re-encoded.)
         raw_path = (

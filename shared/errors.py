@@ -178,6 +178,20 @@ class ServiceUnavailable(RapportError):
     slug = "service-unavailable"
 
 
+#: An ``X-Forwarded-Prefix`` taken as it is: a short path of plain segments.
+_FORWARDED_PREFIX = re.compile(r"(?:/[A-Za-z0-9._~-]+){1,4}")
+
+
+def _public_path(request: Request) -> str:
+    """The request's path as the caller wrote it: behind the gateway, with the public prefix
+    the gateway stripped (``X-Forwarded-Prefix``), so a problem's ``instance`` names the URL
+    the client called."""
+    prefix = request.headers.get("x-forwarded-prefix", "")
+    if prefix and _FORWARDED_PREFIX.fullmatch(prefix):
+        return prefix + request.url.path
+    return request.url.path
+
+
 def problem_response(
     status: int,
     slug: str,
@@ -197,7 +211,7 @@ def problem_response(
     if detail:
         body["detail"] = detail
     if request is not None:
-        body["instance"] = request.url.path
+        body["instance"] = _public_path(request)
         request_id = getattr(request.state, "request_id", None)
         if request_id:
             body["request_id"] = request_id

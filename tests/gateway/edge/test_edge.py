@@ -4,11 +4,18 @@ service reached directly."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.gateway.edge.conftest import CORS_ORIGIN, RATE_LIMITS, Gateway
+from tests.gateway.edge.conftest import (
+    CORS_ORIGIN,
+    RATE_LIMITS,
+    Gateway,
+    gateway_settings,
+    running_gateway,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -84,6 +91,18 @@ class TestGatewayRoutes:
         assert response.status_code == 404
         assert response.headers["content-type"] == PROBLEM
 
+    async def test_a_services_problem_names_the_url_the_client_called(self, lab: Gateway):
+        missing = uuid.uuid4()
+        response = await lab.client.get(f"/api/v1/customers/{missing}", headers=lab.auth())
+        assert response.status_code == 404
+        assert response.json()["instance"] == f"/api/v1/customers/{missing}"
+        # a caller's own X-Forwarded-Prefix is not passed on
+        spoofed = await lab.client.get(
+            f"/api/v1/customers/{missing}",
+            headers={**lab.auth(), "X-Forwarded-Prefix": "/elsewhere"},
+        )
+        assert spoofed.json()["instance"] == f"/api/v1/customers/{missing}"
+
     async def test_health_needs_no_credentials(self, lab: Gateway):
         response = await lab.client.get("/health")
         assert response.status_code == 200
@@ -117,6 +136,25 @@ class TestRateLimits:
         assert refused.headers["ratelimit-policy"] == '"analyst";q=3;w=60'
         assert refused.headers["ratelimit"] == '"analyst";r=0;t=20'
         assert refused.headers["retry-after"] == "20"
+
+    async def test_credential_less_links_are_limited_per_client_address(
+        self, make_settings: Any, echo_url: str
+    ):
+        settings = gateway_settings(make_settings, interactions=echo_url)
+        settings = settings.model_copy(update={"rate_limits": {**RATE_LIMITS, "public": 2}})
+        async with running_gateway(settings) as gateway:
+            answers = [
+                await gateway.client.get(f"/api/v1/campaign-links/token-{n}") for n in range(3)
+            ]
+            assert [a.status_code for a in answers] == [200, 200, 429]
+            assert answers[0].headers["ratelimit"] == '"public";r=1;t=0'
+            refused = answers[2]
+            assert refused.json()["type"] == "/problems/too-many-requests"
+            assert refused.json()["detail"] == "more than 2 requests per minute from this address"
+            assert refused.headers["retry-after"] == "30"
+            # an authenticated caller from the same address has a bucket of their own
+            mine = await gateway.client.get("/api/v1/interactions/x", headers=gateway.auth("sales"))
+            assert mine.status_code == 200
 
     async def test_the_bucket_is_per_principal_not_per_token(self, lab: Gateway):
         subject = f"analyst-{uuid.uuid4().hex[:6]}"
