@@ -68,6 +68,7 @@ class Runtime:
                 retry_backoff=settings.consumer_retry_backoff_s,
                 fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                 session_timeout_ms=settings.kafka_session_timeout_ms,
+                stall_timeout_s=settings.consumer_stall_timeout_s,
             )
         self.housekeeping = Housekeeping(self.database.engine, settings.schema_name)
         self._topics_task: asyncio.Task[None] | None = None

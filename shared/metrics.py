@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 __all__ = [
     "CONSUMER_EVENTS",
     "CONSUMER_LAG",
+    "CONSUMER_STALLS",
     "DEAD_LETTERS",
     "HTTP_REQUESTS",
     "OUTBOX_BACKLOG",
@@ -39,6 +40,9 @@ CONSUMER_EVENTS = Counter(
 )
 CONSUMER_LAG = Gauge(
     "rapport_consumer_lag", "Messages behind the partition's end.", ["group", "topic", "partition"]
+)
+CONSUMER_STALLS = Counter(
+    "rapport_consumer_stalls_total", "Consumers restarted after making no progress.", ["group"]
 )
 DEAD_LETTERS = Counter(
     "rapport_dead_letters_total", "Messages sent to a dead-letter topic.", ["group", "type"]

@@ -117,6 +117,8 @@ class RapportSettings(BaseSettings):
     consumer_max_retries: int = Field(default=3, ge=0)
     #: First delay between those attempts (doubling).
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
+    #: A consumer stuck this long in one step (a fetch, a commit, one event) is restarted.
+    consumer_stall_timeout_s: float = Field(default=60.0, gt=0)
 
     #: On SIGTERM the part stops accepting connections and gives in-flight requests this long
     #: to finish (then cancels them) …

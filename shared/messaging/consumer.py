@@ -35,6 +35,11 @@ with a concurrent transaction (events about one customer arrive on several topic
 consumers may lock the same rows in different orders): it is applied again after a jittered
 pause, never dead-lettered.
 
+Stalls: a watchdog restarts the consumer (a new client, a new group membership, reading
+again from the last commit) when it has been stuck in one step — a fetch, a commit, one
+event — for ``stall_timeout_s``, and logs where it was stuck. A client can be left unable to
+make progress by a broker crash; an infrastructure wait or a retry counts as progress.
+
 Stopping (:meth:`ConsumerRunner.stop` with a timeout, at SIGTERM): the event being applied
 finishes, the offsets of applied events are committed, the consumer leaves its group; a
 replacement starts exactly where this one stopped, with nothing to skip.
@@ -46,13 +51,14 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, KafkaError
 from opentelemetry.trace import StatusCode
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -140,6 +146,10 @@ class Subscriptions:
         return bool(self._handlers)
 
 
+class ConsumerStalled(Exception):
+    """The watchdog gave up on a consumer that made no progress."""
+
+
 class _Poison(Exception):
     def __init__(self, cause: BaseException, attempts: int) -> None:
         super().__init__(str(cause))
@@ -164,6 +174,7 @@ class ConsumerRunner:
         session_timeout_ms: int = 10_000,
         consumer_options: Mapping[str, Any] | None = None,
         group_size: int = 100,
+        stall_timeout_s: float = 60.0,
     ) -> None:
         self.group = group
         self._bootstrap = bootstrap_servers
@@ -173,6 +184,10 @@ class ConsumerRunner:
         self._max_retries = max_retries
         self._retry_backoff = retry_backoff
         self._group_size = group_size
+        self._stall_timeout_s = stall_timeout_s
+        self._last_progress = time.monotonic()
+        #: Times the watchdog restarted a stuck consumer.
+        self.stalls = 0
         self._options = {
             "fetch_max_wait_ms": fetch_max_wait_ms,
             "session_timeout_ms": session_timeout_ms,
@@ -204,7 +219,12 @@ class ConsumerRunner:
                     await asyncio.shield(task)
                 return
             except TimeoutError:
-                logger.warning("consumer %s: not stopped in %.1fs; cancelling", self.group, timeout)
+                logger.warning(
+                    "consumer %s: not stopped in %.1fs; cancelling it at:\n%s",
+                    self.group,
+                    timeout,
+                    awaiting(task),
+                )
             except Exception as exc:
                 logger.warning("consumer %s: stopped with an error: %s", self.group, exc)
                 return
@@ -228,9 +248,13 @@ class ConsumerRunner:
                 await consumer.start()
                 self._consumer = consumer
                 backoff = 0.5
-                await self._consume(consumer)
+                await self._watched(consumer)
             except asyncio.CancelledError:
                 raise
+            except ConsumerStalled as exc:
+                self.stalls += 1
+                metrics.CONSUMER_STALLS.labels(self.group).inc()
+                logger.error("consumer %s: %s; restarting it", self.group, exc)
             except Exception as exc:
                 logger.warning("consumer %s: %s; restarting in %.1fs", self.group, exc, backoff)
                 with contextlib.suppress(TimeoutError):
@@ -243,8 +267,33 @@ class ConsumerRunner:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
 
+    def _progress(self) -> None:
+        self._last_progress = time.monotonic()
+
+    async def _watched(self, consumer: AIOKafkaConsumer) -> None:
+        """:meth:`_consume`, given up (:class:`ConsumerStalled`) when it has made no progress
+        for ``stall_timeout_s``; what it had applied is committed, the rest is read again."""
+        self._progress()
+        consume = asyncio.create_task(self._consume(consumer), name=f"consume-{self.group}")
+        try:
+            while True:
+                done, _ = await asyncio.wait({consume}, timeout=self._stall_timeout_s / 4)
+                if done:
+                    return consume.result()
+                stuck = time.monotonic() - self._last_progress
+                if stuck > self._stall_timeout_s:
+                    raise ConsumerStalled(
+                        f"no progress for {stuck:.0f}s, stuck at:\n{awaiting(consume)}"
+                    )
+        finally:
+            if not consume.done():
+                consume.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consume
+
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while not self._stopping.is_set():
+            self._progress()
             batches = await consumer.getmany(timeout_ms=200, max_records=500)
             if consumer.assignment():
                 self.assigned.set()
@@ -381,6 +430,7 @@ class ConsumerRunner:
         infra_backoff = self._retry_backoff
         while True:
             attempt += 1
+            self._progress()  # waiting for the database or retrying is not being stuck
             try:
                 return await self._apply(handler, envelope)
             except asyncio.CancelledError:
@@ -430,6 +480,7 @@ class ConsumerRunner:
             ),
             {"consumer": self.group, "event_id": envelope.id, "event_type": envelope.type},
         )
+        self._progress()
         if claimed.first() is None:
             return "duplicate"
         event = envelope.event()
@@ -463,8 +514,27 @@ class ConsumerRunner:
         ]
         producer = await self._producer.ensure_started()
         # Awaited before the offset is committed: a dead letter is never lost either.
-        await producer.send_and_wait(
-            dead_letter_topic(self.group), value=record.value, key=record.key, headers=headers
-        )
+        try:
+            await producer.send_and_wait(
+                dead_letter_topic(self.group), value=record.value, key=record.key, headers=headers
+            )
+        except KafkaError as exc:
+            await self._producer.replace(producer, exc)
+            raise
         event_type = dict(record.headers).get("ce_type", b"unknown").decode(errors="replace")
         metrics.DEAD_LETTERS.labels(self.group, event_type).inc()
+
+
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where ``task`` is suspended: its chain of awaits, outermost first, down to the future
+    it waits on (``Task.get_stack`` gives only the outermost frame of a suspended task)."""
+    lines: list[str] = []
+    current: Any = task.get_coro()
+    while current is not None:
+        frame = getattr(current, "cr_frame", None) or getattr(current, "gi_frame", None)
+        if frame is None:
+            lines.append(f"  waiting on {current!r}"[:500])
+            break
+        lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        current = getattr(current, "cr_await", None) or getattr(current, "gi_yieldfrom", None)
+    return "\n".join(lines)

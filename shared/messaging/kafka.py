@@ -83,6 +83,34 @@ class Producer:
                 await self._client.stop()
             self._client, self._started = None, False
 
+    def _holds(self, client: AIOKafkaProducer) -> bool:
+        return self._client is client
+
+    async def replace(self, failed: AIOKafkaProducer, reason: BaseException) -> None:
+        """Drop ``failed`` after a send through it failed; the next :meth:`ensure_started`
+        makes a new client (with a new producer id).
+
+        An idempotent aiokafka producer does not recover by itself from some broker answers:
+        after a broker crash it may get ``OutOfOrderSequenceNumber`` or
+        ``UnknownProducerId``, which fail the batch but leave the client's sequence numbers
+        where they were, so every later batch fails the same way; and a sender task that
+        died leaves a client that fails (or never completes) every send. Keeping such a
+        client stalls the outbox for good (aio-libs/aiokafka#1017). A new client costs one
+        reconnect, and its at-least-once resend is what consumers dedupe anyway.
+        """
+        async with self._lock:
+            if not self._holds(failed):
+                return  # already replaced by a concurrent caller
+            self._client, self._started = None, False
+        logger.warning("kafka producer %s replaced after: %r", self._client_id, reason)
+        # Fail what the old client still holds (its owner resends it), so that stop() does
+        # not wait for batches that can never be delivered. aiokafka has no public call for
+        # this; fail_all is what the client itself does when its sender dies (0.14.0).
+        failed._message_accumulator.fail_all(KafkaError(f"producer replaced: {reason!r}"))
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5.0):
+                await failed.stop()
+
 
 async def ensure_topics(
     settings: RapportSettings, topics: Iterable[str], *, replication_factor: int | None = None

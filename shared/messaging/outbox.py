@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+from aiokafka.errors import KafkaError
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -265,7 +266,6 @@ class OutboxRelay:
             self.is_leader = True
             await driver.add_listener(self._channel, self._on_notify)
             try:
-                await self._producer.ensure_started()
                 while True:
                     sent = await self.relay_once(driver)
                     if sent > 0 and self._stopping:
@@ -297,17 +297,24 @@ class OutboxRelay:
         if not rows:
             return 0
         started = time.perf_counter()
-        async with asyncio.timeout(self._send_timeout):
-            futures = [
-                await self._producer.client.send(
-                    row["topic"],
-                    value=row["payload"],
-                    key=row["key"].encode(),
-                    headers=[(k, v.encode()) for k, v in _pairs(row["headers"])],
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*futures)
+        client = await self._producer.ensure_started()
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                futures = [
+                    await client.send(
+                        row["topic"],
+                        value=row["payload"],
+                        key=row["key"].encode(),
+                        headers=[(k, v.encode()) for k, v in _pairs(row["headers"])],
+                    )
+                    for row in rows
+                ]
+                await asyncio.gather(*futures)
+        except (KafkaError, TimeoutError) as exc:
+            # The rows stay and are sent again, through a new client: this one may be
+            # unable to send anything any more (see Producer.replace).
+            await self._producer.replace(client, exc)
+            raise
         await driver.execute(
             f"DELETE FROM {self._schema}.outbox WHERE id = ANY($1::bigint[])",
             [row["id"] for row in rows],

@@ -80,6 +80,12 @@ ACTIONS = [
     ("kill", "interactions"),
     ("kill", "gateway"),
 ]
+#: ``CHAOS_ACTIONS=kill:kafka,stop:segmentation`` runs only these, cycling (to chase one).
+if os.environ.get("CHAOS_ACTIONS"):
+    ACTIONS = [
+        (action, name)
+        for action, _, name in (a.partition(":") for a in os.environ["CHAOS_ACTIONS"].split(","))
+    ]
 WEBHOOK_SOURCE = "chaos-shop"
 
 
@@ -352,6 +358,26 @@ async def mismatches(
     return wrong
 
 
+PIPELINE = """
+SELECT (SELECT count(*) FROM gateway.outbox) AS gateway_outbox,
+       (SELECT count(*) FROM orders.outbox) AS orders_outbox,
+       (SELECT json_object_agg(status, n) FROM (SELECT status, count(*) AS n
+          FROM gateway.webhook_receipt GROUP BY status) s) AS receipts,
+       (SELECT count(*) FROM orders.inbox
+         WHERE event_type = 'rapport.webhook.received.v1') AS orders_inbox_webhooks
+"""
+
+
+async def pipeline(dsn: str) -> dict[str, Any]:
+    """Where partner webhooks stand, for a failure message: what waits in the outboxes, the
+    receipts by status, and the webhook events orders has consumed."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return dict(await conn.fetchrow(PIPELINE) or {})
+    finally:
+        await conn.close()
+
+
 async def test_crashes_and_stalls_lose_nothing_and_apply_nothing_twice(infra, tmp_path):
     rng = random.Random(os.environ.get("CHAOS_SEED", "7"))
     token = mint_dev_token(GatewaySettings(environment="development"), role="admin")
@@ -423,7 +449,9 @@ async def test_crashes_and_stalls_lose_nothing_and_apply_nothing_twice(infra, tm
                         wrong = await check()
                     assert not wrong, (
                         f"round {round_ + 1} ({action} {name}): {len(wrong)} differences from "
-                        f"ground truth after 120 s, e.g. {wrong[:3]}; answers {load.answers}"
+                        f"ground truth after 120 s, e.g. {wrong[:3]}; answers {load.answers}; "
+                        f"webhook pipeline {await pipeline(running.database)}; logs in "
+                        f"{tmp_path}"
                     )
             finally:
                 await receiver.stop()

@@ -325,3 +325,63 @@ class TestConsumerRunner:
         assert ["u1"] in rest
         assert ["u2"] in rest
         assert rest.count(["boom"]) == 2
+
+    async def test_a_consumer_stuck_in_one_step_is_restarted_and_the_event_applied_once(
+        self, make_settings, infra
+    ):
+        """A step that never ends (here a handler; after a broker crash it can be the Kafka
+        client) stops the partition: the watchdog restarts the consumer, which reads the
+        event again; the stuck attempt's transaction was rolled back, so it applies once."""
+        settings = make_settings(Settings)
+        app = create_app(settings)
+        subscriptions = Subscriptions()
+        attempts: list[str] = []
+        never = asyncio.Event()
+
+        @subscriptions.on(CustomerUpdated)
+        async def tag(session: AsyncSession, event: CustomerUpdated, envelope: Envelope) -> None:
+            if event.customer_id != customer_id:
+                return  # earlier tests' events on the same topic
+            attempts.append(str(event.changes["tag"]))
+            customer = await session.get(Customer, customer_id)
+            assert customer is not None
+            customer.tags = [*customer.tags, str(event.changes["tag"])]
+            await session.flush()
+            if len(attempts) == 1:
+                await never.wait()  # stuck, holding its transaction
+
+        async with running(app):
+            database = app.state.database
+            async with database.session() as session:
+                customer = Customer(display_name="Grace", emails=[], phones=[], tags=[])
+                session.add(customer)
+            customer_id = customer.id
+            event = CustomerUpdated(
+                customer_id=customer_id, changes={"tag": "once"}, updated_at=datetime.now(UTC)
+            )
+            await _send(infra.bootstrap_servers, _message(Envelope.wrap(event, source="/test")))
+            producer = Producer(settings)
+            runner = ConsumerRunner(
+                group=f"test-{uuid4().hex[:8]}",
+                bootstrap_servers=infra.bootstrap_servers,
+                database=database,
+                subscriptions=subscriptions,
+                producer=producer,
+                stall_timeout_s=2.0,
+            )
+            runner.start()
+
+            async def tagged() -> bool:
+                async with database.session() as s:
+                    c = await s.get(Customer, customer_id, populate_existing=True)
+                    return c is not None and c.tags == ["once"]
+
+            try:
+                await _eventually(tagged, timeout=60)
+            finally:
+                await runner.stop()
+                await producer.stop()
+            async with database.session() as s:
+                await s.execute(delete(Customer).where(Customer.id == customer_id))
+        assert attempts == ["once", "once"]
+        assert runner.stalls == 1

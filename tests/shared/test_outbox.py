@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
+from aiokafka.errors import OutOfOrderSequenceNumber
 from sqlalchemy import text
 
 from services.customer360.config import Settings
@@ -131,6 +132,42 @@ class TestRelayDuringBrokerOutage:
                 # nothing is lost and the first occurrences keep the commit order.
                 assert list(dict.fromkeys(numbers)) == list(range(25))
             for _ in range(100):
+                if await _outbox_count(app) == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert await _outbox_count(app) == 0
+
+
+class TestRelayAfterAProducerFailure:
+    async def test_a_producer_that_can_no_longer_send_is_replaced_and_nothing_is_lost(
+        self, make_settings, infra
+    ):
+        """After a broker crash an idempotent aiokafka producer may be left unable to send
+        (``OutOfOrderSequenceNumber`` kills its sender, which fails every later send): the
+        relay must replace it rather than retry through it forever."""
+        app = create_app(make_settings(Settings, outbox_relay_enabled=True))
+        customer = uuid4()
+        async with running(app), tail(infra.bootstrap_servers, CUSTOMER_TOPIC) as messages:
+            database, producer = app.state.database, app.state.runtime.producer
+            async with database.session() as session:
+                await publish(session, _updated(customer, 0))
+            await messages.wait_for(str(customer), count=1)
+            poisoned = await producer.ensure_started()
+            # What aiokafka's sender does to its accumulator when that error kills it.
+            poisoned._message_accumulator.fail_all(OutOfOrderSequenceNumber())
+            with pytest.raises(OutOfOrderSequenceNumber):
+                await poisoned.send("rapport.customer.v1", b"x")
+
+            async with database.session() as session:
+                await publish(session, *[_updated(customer, n) for n in range(1, 6)])
+            got = await messages.wait_for(str(customer), count=6, timeout=30)
+            numbers = [
+                Envelope.from_kafka(m.topic, m.value, m.headers).event().changes["n"]  # type: ignore[attr-defined]
+                for m in got
+            ]
+            assert list(dict.fromkeys(numbers)) == list(range(6))
+            assert await producer.ensure_started() is not poisoned
+            for _ in range(50):
                 if await _outbox_count(app) == 0:
                     break
                 await asyncio.sleep(0.1)
