@@ -66,6 +66,15 @@ def _is_semantic_rejection(response: Response) -> bool:
         return False
     if isinstance(body, dict) and body.get("type") == "/problems/invalid-import-file":
         return True  # a CSV/NDJSON file's rows and header are not what a schema describes
+    if (
+        response.status_code == 422
+        and isinstance(body, dict)
+        and body.get("type") not in (None, "/problems/validation-failed")
+    ):
+        # A business rule judged against stored state (an empty audience, a segment
+        # segmentation does not know, an exhausted coupon): its own documented problem type,
+        # never schema validation's.
+        return True
     if isinstance(body, dict) and "NUL (U+0000)" in str(body.get("detail")):
         # JSON strings may hold U+0000, PostgreSQL text cannot: refused by policy, still
         # generated so that a NUL reaching the database another way shows up as a 500.
@@ -240,6 +249,7 @@ DECIMAL_CODES = frozenset(
         "decimal_max_digits",
         "decimal_max_places",
         "decimal_whole_digits",
+        "finite_number",  # "-Infinity", "NaN": strings the string branch lets through
         "greater_than",
         "greater_than_equal",
         "less_than",
