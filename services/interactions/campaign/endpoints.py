@@ -254,9 +254,9 @@ async def cancel_campaign(
     response: Response,
     if_match: IfMatch = None,
 ) -> CampaignRead:
-    """Stops a draft, scheduled or sending campaign: messages not yet sent stay unsent
-    (messages already handed to the provider are not recalled). A completed or cancelled
-    campaign is a `409`."""
+    """Stops a draft, scheduled or sending campaign: messages still waiting are skipped
+    (`cancelled` in the report) at once (messages already handed to the provider are not
+    recalled). A completed or cancelled campaign is a `409`."""
     _check_if_match(campaign, if_match)
     if campaign.status not in ("draft", "scheduled", "sending"):
         raise service.CampaignNotEditable(
@@ -267,7 +267,9 @@ async def cancel_campaign(
     campaign.completed_at = now
     campaign.updated_at = now
     campaign.version += 1
-    campaign = await CampaignRepository(session).flush(campaign)
+    repo = CampaignRepository(session)
+    await repo.cancel_pending(campaign.id)
+    campaign = await repo.flush(campaign)
     response.headers["ETag"] = _etag(campaign)
     return CampaignRead.model_validate(campaign)
 

@@ -9,6 +9,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from services.interactions.models.campaign import SKIP_REASONS
+
 CampaignChannel = Literal["email", "sms", "webhook"]
 CampaignStatus = Literal["draft", "scheduled", "sending", "completed", "cancelled"]
 
@@ -121,8 +123,16 @@ class RevenueLine(BaseModel):
 class CampaignReport(BaseModel):
     campaign_id: UUID
     status: CampaignStatus
-    audience: int
-    skipped: dict[str, int]
+    audience: int = Field(
+        description="Messages of the campaign: one per customer (per order, task or run for "
+        "triggered and recurring campaigns)."
+    )
+    skipped: dict[str, int] = Field(
+        description="Messages not sent, by reason: `no-consent` (at start, or withdrawn by "
+        "the time it was due), `no-address`, `frequency-cap` (at start or when due), "
+        "`cancelled` (the campaign was cancelled first), `erased` (the customer was), "
+        "`merged` (into a customer who got their own)."
+    )
     queued: int
     deferred: int
     sending: int
@@ -147,7 +157,7 @@ class CampaignReport(BaseModel):
     def of(
         cls, campaign_id: UUID, status: str, days: int, figures: dict[str, Any]
     ) -> CampaignReport:
-        skipped = {r: figures.pop(r) for r in ("no-consent", "no-address", "frequency-cap")}
+        skipped = {r: figures.pop(r) for r in SKIP_REASONS}
         return cls(
             campaign_id=campaign_id,
             status=status,

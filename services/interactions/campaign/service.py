@@ -34,6 +34,7 @@ __all__ = [
     "InvalidTemplate",
     "NoReachableRecipient",
     "check_templates",
+    "quiet_hours",
     "record_sent",
     "render_for",
     "start",
@@ -86,7 +87,7 @@ def check_templates(subject: str | None, body: str) -> None:
         )
 
 
-def _quiet(settings: Settings) -> QuietHours:
+def quiet_hours(settings: Settings) -> QuietHours:
     return QuietHours(
         time.fromisoformat(settings.campaign_quiet_start),
         time.fromisoformat(settings.campaign_quiet_end),
@@ -109,7 +110,7 @@ async def start(
         now,
         cap=settings.campaign_frequency_cap,
         days=settings.campaign_frequency_days,
-        quiet=_quiet(settings),
+        quiet=quiet_hours(settings),
     )
     if counts.audience == 0:
         raise EmptyAudience(
@@ -155,7 +156,7 @@ async def on_trigger(
             now,
             cap=settings.campaign_frequency_cap,
             days=settings.campaign_frequency_days,
-            quiet=_quiet(settings),
+            quiet=quiet_hours(settings),
             customer_ids=[customer_id],
         )
         written += counts.audience

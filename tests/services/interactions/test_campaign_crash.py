@@ -72,6 +72,9 @@ def start_sender(infra: Infra, smtp: SmtpServer, log: Path) -> subprocess.Popen[
         "INTERACTIONS_CAMPAIGN_SENDER_CONCURRENCY": "3",
         "INTERACTIONS_CAMPAIGN_SEND_LEASE_S": "2",
         "INTERACTIONS_CAMPAIGN_RATE_PER_S": "1000",
+        # Quiet hours off here too: the sender judges them again when a message is due.
+        "INTERACTIONS_CAMPAIGN_QUIET_START": "00:00",
+        "INTERACTIONS_CAMPAIGN_QUIET_END": "00:00",
     }
     with log.open("ab") as out:
         return subprocess.Popen(
