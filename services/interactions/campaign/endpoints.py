@@ -52,6 +52,10 @@ def _apply(campaign: Campaign, body: CampaignWrite) -> None:
     campaign.body_template = body.body
     campaign.scheduled_at = body.scheduled_at
     campaign.trigger = body.trigger
+    campaign.delay_days = body.delay_days
+    campaign.rule_type = body.rule_type
+    campaign.every_days = body.recurrence.every_days if body.recurrence else None
+    campaign.repeat_until = body.recurrence.until if body.recurrence else None
 
 
 def _check_if_match(campaign: Campaign, if_match: str | None) -> None:

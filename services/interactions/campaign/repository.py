@@ -317,6 +317,36 @@ class CampaignRepository:
         )
         return len(result.all())
 
+    async def any_started(self, trigger: str) -> bool:
+        statement = select(
+            exists().where(Campaign.status == "sending", Campaign.trigger == trigger)
+        )
+        return bool(await self.session.scalar(statement))
+
+    async def triggered_for(
+        self, trigger: str, customer_id: UUID, *, rule_type: str | None = None
+    ) -> list[Campaign]:
+        """Started campaigns of ``trigger`` whose audience holds ``customer_id`` now (listed,
+        or a member of the segment in the membership projection); for ``task_due``, those
+        without a ``rule_type`` filter or with ``rule_type``."""
+        member = select(CarePlanSegmentMember.segment_id).where(
+            CarePlanSegmentMember.customer_id == customer_id
+        )
+        statement = (
+            select(Campaign)
+            .where(
+                Campaign.status == "sending",
+                Campaign.trigger == trigger,
+                Campaign.segment_id.in_(member) | Campaign.customer_ids.contains([customer_id]),
+            )
+            .order_by(Campaign.created_at, Campaign.id)
+        )
+        if trigger == "task_due":
+            statement = statement.where(
+                Campaign.rule_type.is_(None) | (Campaign.rule_type == rule_type)
+            )
+        return list((await self.session.scalars(statement)).all())
+
     async def triggered_by_segment(self, segment_id: UUID) -> list[Campaign]:
         statement = select(Campaign).where(
             Campaign.status == "sending",

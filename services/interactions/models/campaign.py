@@ -93,6 +93,13 @@ class Campaign(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, server_default="1")
 
+    @property
+    def recurrence(self) -> dict[str, Any] | None:
+        """The API's ``recurrence`` (``every_days``, ``until``) of a recurring campaign."""
+        if self.every_days is None:
+            return None
+        return {"every_days": self.every_days, "until": self.repeat_until}
+
 
 class CampaignMessage(Base):
     """One audience member of a started campaign. Its id is the e-mail's ``Message-ID``.

@@ -6,6 +6,7 @@ injected."""
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,11 +16,13 @@ import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from services.interactions.campaign import handlers
+from services.interactions.careplan.scheduler import CarePlanScheduler
 from services.interactions.config import Settings
 from services.interactions.main import create_app
 from services.interactions.models import CampaignMessage
 from shared.db import Database
-from shared.events import CustomerConsentChanged, CustomerErased
+from shared.events import CustomerConsentChanged, CustomerErased, OrderPlaced, TaskDue
 from tests.services.interactions.campaign_support import (
     SmtpServer,
     addr,
@@ -30,7 +33,7 @@ from tests.services.interactions.campaign_support import (
     start,
     writer,
 )
-from tests.services.interactions.careplan_support import deliver
+from tests.services.interactions.careplan_support import Clock, deliver
 from tests.support import api_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -212,3 +215,370 @@ class TestSendTimeChecks:
         assert smtp.inbox.to(mail) == []
         assert await sender(app, settings, end).run_once() == 1
         assert len(smtp.inbox.to(mail)) == 1
+
+
+async def cancel(client: httpx.AsyncClient, campaign: dict[str, Any]) -> None:
+    """Leave no started trigger or recurring campaign behind for other tests' senders."""
+    response = await client.post(f"/campaigns/{campaign['id']}:cancel", headers=writer())
+    assert response.status_code in (200, 409), response.text
+
+
+def order(customer_id: uuid.UUID, placed_at: datetime, order_id: uuid.UUID | None = None) -> Any:
+    return OrderPlaced(
+        customer_id=customer_id,
+        order_id=order_id or uuid.uuid4(),
+        total=Decimal("25.80"),
+        currency="EUR",
+        channel="web",
+        placed_at=placed_at,
+    )
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("fields", "detail"),
+        [
+            ({"trigger": "order_placed"}, "delay_days"),
+            ({"trigger": "order_placed", "delay_days": 0}, "greater than or equal to 1"),
+            ({"trigger": "order_placed", "delay_days": 366}, "less than or equal to 365"),
+            ({"delay_days": 3}, "delay_days"),
+            ({"rule_type": "birthday"}, "rule_type"),
+            ({"trigger": "task_due", "rule_type": "anniversary"}, "birthday"),
+            ({"recurrence": {"every_days": 7}}, "scheduled_at"),
+            (
+                {
+                    "recurrence": {"every_days": 7},
+                    "scheduled_at": "2027-01-01T09:00:00Z",
+                    "trigger": "task_due",
+                },
+                "not both",
+            ),
+            (
+                {"recurrence": {"every_days": 367}, "scheduled_at": "2027-01-01T09:00:00Z"},
+                "less than or equal to 366",
+            ),
+            (
+                {
+                    "recurrence": {"every_days": 7, "until": "2026-12-01T00:00:00Z"},
+                    "scheduled_at": "2027-01-01T09:00:00Z",
+                },
+                "before the first run",
+            ),
+        ],
+    )
+    async def test_refuses_inconsistent_schedules_and_triggers(
+        self, client: httpx.AsyncClient, fields: dict[str, Any], detail: str
+    ) -> None:
+        body = {
+            "name": "c",
+            "channel": "sms",
+            "customer_ids": [str(uuid.uuid4())],
+            "body": "b",
+            **fields,
+        }
+        response = await client.post("/campaigns", json=body, headers=writer())
+
+        assert response.status_code == 422, response.text
+        assert detail in response.text
+
+    async def test_reads_back_trigger_delay_rule_type_and_recurrence(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        listed = [str(uuid.uuid4())]
+        ordered = await create(
+            client,
+            channel="sms",
+            customer_ids=listed,
+            body="b",
+            trigger="order_placed",
+            delay_days=7,
+        )
+        tasked = await create(
+            client,
+            channel="sms",
+            customer_ids=listed,
+            body="b",
+            trigger="task_due",
+            rule_type="birthday",
+        )
+        recurring = await create(
+            client,
+            channel="sms",
+            customer_ids=listed,
+            body="b",
+            scheduled_at="2027-01-01T09:00:00Z",
+            recurrence={"every_days": 7, "until": "2027-03-01T00:00:00Z"},
+        )
+
+        assert (ordered["trigger"], ordered["delay_days"], ordered["recurrence"]) == (
+            "order_placed",
+            7,
+            None,
+        )
+        assert (tasked["trigger"], tasked["rule_type"], tasked["delay_days"]) == (
+            "task_due",
+            "birthday",
+            None,
+        )
+        assert recurring["recurrence"] == {"every_days": 7, "until": "2027-03-01T00:00:00Z"}
+
+
+class TestOrderPlacedTrigger:
+    async def test_sends_delay_days_after_each_order_once_per_order(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer
+    ) -> None:
+        db = app.state.database
+        segment = uuid.uuid4()
+        ann_mail, out_mail = addr(), addr()
+        ann = await seed_customer(
+            db, "Ann Buyer", email_address=ann_mail, timezone="UTC", segment_id=segment
+        )
+        outsider = await seed_customer(db, "Out", email_address=out_mail, timezone="UTC")
+        campaign = await create(
+            client,
+            channel="email",
+            segment_id=str(segment),
+            trigger="order_placed",
+            delay_days=7,
+            subject="How was it, {{ customer.first_name }}?",
+            body="b",
+        )
+        started = (await start(client, campaign)).json()
+        assert (started["campaign"]["status"], started["audience"]) == ("sending", 0)
+        placed = datetime.now(UTC).replace(microsecond=0)
+        first, second = order(ann, placed), order(ann, placed + timedelta(minutes=5))
+
+        # A replayed event (redelivery) writes nothing more; an outsider's order nothing.
+        await deliver(db, first, first, second, order(outsider, placed))
+
+        rows = await messages(db, campaign)
+        assert [(m.customer_id, m.status, m.occurrence, m.not_before) for m in rows] == [
+            (ann, "deferred", f"order:{first.order_id}", placed + timedelta(days=7)),
+            (
+                ann,
+                "deferred",
+                f"order:{second.order_id}",
+                placed + timedelta(days=7, minutes=5),
+            ),
+        ]
+        await sender(app, settings, placed + timedelta(days=6)).run_once()
+        assert smtp.inbox.to(ann_mail) == []
+
+        # Both fall due: the cap (1 per 7 days) is judged then, so the second is capped.
+        await sender(app, settings, placed + timedelta(days=7, minutes=6)).run_once()
+
+        assert [r.subject for r in smtp.inbox.to(ann_mail)] == ["How was it, Ann?"]
+        assert smtp.inbox.to(out_mail) == []
+        rows = await messages(db, campaign)
+        assert [(m.status, m.skip_reason) for m in rows] == [
+            ("sent", None),
+            ("skipped", "frequency-cap"),
+        ]
+        figures = await report(client, campaign)
+        assert (figures["status"], figures["audience"], figures["sent"]) == ("sending", 2, 1)
+        await cancel(client, campaign)
+
+    async def test_a_listed_customer_without_consent_is_skipped_when_the_order_arrives(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        db = app.state.database
+        quiet = await seed_customer(db, "No Mail", email_address=addr(), channels=())
+        campaign = await create(
+            client,
+            channel="email",
+            customer_ids=[str(quiet)],
+            trigger="order_placed",
+            delay_days=1,
+            subject="s",
+            body="b",
+        )
+        assert (await start(client, campaign)).status_code == 200
+
+        await deliver(db, order(quiet, datetime.now(UTC)))
+
+        [message] = await messages(db, campaign)
+        assert (message.status, message.skip_reason) == ("skipped", "no-consent")
+        await cancel(client, campaign)
+
+
+class TestTaskDueTrigger:
+    async def test_a_due_task_sends_once_per_task_through_the_care_plan_scheduler(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer
+    ) -> None:
+        db = app.state.database
+        mail = addr()
+        ann = await seed_customer(db, "Ann Task", email_address=mail, timezone="UTC")
+        campaign = await create(
+            client,
+            channel="email",
+            customer_ids=[str(ann)],
+            trigger="task_due",
+            subject="We have news, {{ customer.first_name }}",
+            body="b",
+        )
+        birthday_only = await create(
+            client,
+            channel="email",
+            customer_ids=[str(ann)],
+            trigger="task_due",
+            rule_type="birthday",
+            subject="Happy birthday",
+            body="b",
+        )
+        for c in (campaign, birthday_only):
+            assert (await start(client, c)).status_code == 200
+        due_at = datetime.now(UTC) + timedelta(minutes=30)
+        task = await client.post(
+            "/tasks",
+            json={"customer_id": str(ann), "title": "Call back", "due_at": due_at.isoformat()},
+            headers=writer(),
+        )
+        assert task.status_code == 201, task.text
+
+        scheduler = CarePlanScheduler(db, now=Clock(due_at + timedelta(minutes=1)))
+        await scheduler.announce_due(due_at + timedelta(minutes=1))
+        # The same task announced again (a replay) writes nothing more.
+        async with db.session() as session:
+            again = TaskDue(
+                customer_id=ann,
+                task_id=uuid.UUID(task.json()["id"]),
+                title="Call back",
+                due_at=due_at,
+                source="manual",
+            )
+            assert await handlers.on_tasks_due(session, [again]) == 0
+
+        [message] = await messages(db, campaign)
+        assert (message.status, message.occurrence) == ("queued", f"task:{task.json()['id']}")
+        assert await messages(db, birthday_only) == []  # a manual task has no rule type
+        await sender(app, settings, due_at + timedelta(minutes=2)).run_once()
+        assert [r.subject for r in smtp.inbox.to(mail)] == ["We have news, Ann"]
+        for c in (campaign, birthday_only):
+            await cancel(client, c)
+
+    async def test_rule_type_picks_the_tasks_of_that_care_plan_rule_type(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        db = app.state.database
+        ann = await seed_customer(
+            db, "Ann", email_address=addr(), channels=("sms",), phone="+15550100"
+        )
+        birthday = await create(
+            client,
+            channel="sms",
+            customer_ids=[str(ann)],
+            trigger="task_due",
+            rule_type="birthday",
+            body="Happy birthday {{ customer.first_name }}",
+        )
+        revisit = await create(
+            client,
+            channel="sms",
+            customer_ids=[str(ann)],
+            trigger="task_due",
+            rule_type="periodic_revisit",
+            body="b",
+        )
+        for c in (birthday, revisit):
+            assert (await start(client, c)).status_code == 200
+        due = TaskDue(
+            customer_id=ann,
+            task_id=uuid.uuid4(),
+            title="Birthday greeting",
+            due_at=datetime.now(UTC),
+            source="care_plan",
+            rule_id=uuid.uuid4(),
+            rule_type="birthday",
+        )
+
+        async with db.session() as session:
+            assert await handlers.on_tasks_due(session, [due, due]) == 1
+
+        [message] = await messages(db, birthday)
+        assert (message.status, message.occurrence, message.address) == (
+            "queued",
+            f"task:{due.task_id}",
+            "+15550100",
+        )
+        assert await messages(db, revisit) == []
+        for c in (birthday, revisit):
+            await cancel(client, c)
+
+
+class TestRecurring:
+    async def test_each_run_sends_to_the_segment_as_it_is_then_until_the_last(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer
+    ) -> None:
+        db = app.state.database
+        segment = uuid.uuid4()
+        ann_mail, bob_mail = addr(), addr()
+        await seed_customer(db, "Ann", email_address=ann_mail, timezone="UTC", segment_id=segment)
+        first = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+        second = first + timedelta(days=8)  # past the 7-day cap window of the first
+        campaign = await create(
+            client,
+            channel="email",
+            segment_id=str(segment),
+            subject="Picks for {{ customer.first_name }}",
+            body="b",
+            scheduled_at=first.isoformat(),
+            recurrence={"every_days": 8, "until": (second + timedelta(hours=1)).isoformat()},
+        )
+        assert (await start(client, campaign)).json()["campaign"]["status"] == "scheduled"
+
+        await sender(app, settings, first + timedelta(seconds=1)).run_once()
+
+        between = (await client.get(f"/campaigns/{campaign['id']}", headers=writer())).json()
+        assert (between["status"], between["scheduled_at"]) == (
+            "scheduled",
+            second.isoformat().replace("+00:00", "Z"),
+        )
+        assert [r.subject for r in smtp.inbox.to(ann_mail)] == ["Picks for Ann"]
+        # Bob joins the segment between runs: the second run finds him.
+        await seed_customer(db, "Bob", email_address=bob_mail, timezone="UTC", segment_id=segment)
+        await sender(app, settings, second - timedelta(seconds=1)).run_once()
+        assert len(smtp.inbox.to(ann_mail)) == 1
+
+        await sender(app, settings, second + timedelta(seconds=1)).run_once()
+
+        assert [r.subject for r in smtp.inbox.to(ann_mail)] == ["Picks for Ann"] * 2
+        assert [r.subject for r in smtp.inbox.to(bob_mail)] == ["Picks for Bob"]
+        rows = await messages(db, campaign)
+        assert [(m.occurrence, m.status) for m in rows] == [
+            (first.isoformat(), "sent"),
+            (second.isoformat(), "sent"),
+            (second.isoformat(), "sent"),
+        ]
+        figures = await report(client, campaign)
+        assert (figures["status"], figures["audience"], figures["sent"]) == ("completed", 3, 3)
+
+    async def test_runs_missed_while_down_are_not_replayed(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer
+    ) -> None:
+        db = app.state.database
+        mail = addr()
+        ann = await seed_customer(db, "Ann", email_address=mail, timezone="UTC")
+        first = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+        campaign = await create(
+            client,
+            channel="email",
+            customer_ids=[str(ann)],
+            subject="daily",
+            body="b",
+            scheduled_at=first.isoformat(),
+            recurrence={"every_days": 1},
+        )
+        assert (await start(client, campaign)).status_code == 200
+
+        # The sender was down for three and a half days: one run, the next one ahead.
+        back = first + timedelta(days=3, hours=12)
+        await sender(app, settings, back).run_once()
+
+        after = (await client.get(f"/campaigns/{campaign['id']}", headers=writer())).json()
+        assert (after["status"], after["scheduled_at"]) == (
+            "scheduled",
+            (first + timedelta(days=4)).isoformat().replace("+00:00", "Z"),
+        )
+        assert [m.occurrence for m in await messages(db, campaign)] == [first.isoformat()]
+        assert len(smtp.inbox.to(mail)) == 1
+        await cancel(client, campaign)
