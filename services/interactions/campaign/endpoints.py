@@ -58,6 +58,12 @@ def _apply(campaign: Campaign, body: CampaignWrite) -> None:
     campaign.repeat_until = body.recurrence.until if body.recurrence else None
 
 
+async def _check_segment(request: Request, body: CampaignWrite) -> None:
+    """An unknown segment is a 422 (`unknown-segment`); segmentation down, a 503."""
+    if body.segment_id is not None:
+        await request.app.state.campaign_segments.check(body.segment_id)
+
+
 def _check_if_match(campaign: Campaign, if_match: str | None) -> None:
     if if_match is not None and if_match.strip() not in (_etag(campaign), "*"):
         raise PreconditionFailed(
@@ -96,20 +102,24 @@ LockedCampaignDep = Annotated[Campaign, Depends(_locked_campaign_or_404)]
     status_code=status.HTTP_201_CREATED,
     summary="Create a campaign (draft)",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={201: ETAG_RESPONSE, **problem_responses(401, 403, 413, 422)},
+    responses={201: ETAG_RESPONSE, **problem_responses(401, 403, 413, 422, 503)},
 )
 async def create_campaign(
     body: CampaignBody,
     session: SessionDep,
     principal: PrincipalDep,
+    request: Request,
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> CampaignRead:
     """A draft campaign: an audience (`segment_id` or `customer_ids`), a channel (`email`,
     `sms` or `webhook`), templates and an optional `scheduled_at`. Templates are checked
     now: a syntax error or an unknown field is a `422` (`invalid-template`) whose `errors`
-    give the pointer, `line` and `column`. Nothing is sent until `:start`. With an
-    `Idempotency-Key`, a retry returns the first answer."""
+    give the pointer, `line` and `column`. A `segment_id` segmentation does not know is a
+    `422` (`unknown-segment`, pointer `/body/segment_id`); when segmentation cannot be asked,
+    a `503` (retry later). An existing segment with no members is accepted (its start
+    reports the empty audience). Nothing is sent until `:start`. With an `Idempotency-Key`,
+    a retry returns the first answer."""
     claim = await claim_key(
         session,
         _IDEMPOTENCY,
@@ -130,6 +140,7 @@ async def create_campaign(
         status="draft", created_by=principal.subject, created_at=now, updated_at=now, version=1
     )
     _apply(campaign, body)
+    await _check_segment(request, body)
     campaign = await CampaignRepository(session).add(campaign)
     read = CampaignRead.model_validate(campaign)
     await claim.complete(status.HTTP_201_CREATED, read.model_dump(mode="json"))
@@ -172,21 +183,24 @@ async def get_campaign(campaign: CampaignDep, response: Response) -> CampaignRea
     "/{campaign_id}",
     summary="Replace a campaign",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 409, 412, 422)},
+    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 409, 412, 422, 503)},
 )
 async def replace_campaign(
     campaign: LockedCampaignDep,
     body: CampaignBody,
     session: SessionDep,
+    request: Request,
     response: Response,
     if_match: IfMatch = None,
 ) -> CampaignRead:
     """Replaces every field (send the whole campaign, as on create), while it is `draft` or
     `scheduled`; a sending, completed or cancelled campaign is a `409`. Send `If-Match`
-    with the `ETag` you read: a stale one is a `412`."""
+    with the `ETag` you read: a stale one is a `412`. The segment is checked as on create
+    (`422` `unknown-segment`, `503` when segmentation cannot be asked)."""
     _check_if_match(campaign, if_match)
     _editable(campaign, "change")
     _apply(campaign, body)
+    await _check_segment(request, body)
     campaign.version += 1
     campaign.updated_at = _now()
     campaign = await CampaignRepository(session).flush(campaign)

@@ -142,6 +142,36 @@ async def seed_customer(
     return customer_id
 
 
+class FakeSegmentation:
+    """segmentation's ``GET /segments/{id}`` as an ``httpx.MockTransport``: the ids in
+    ``known`` exist (every id with ``everything``), others are a 404; ``down`` refuses the
+    connection. Installed on an app's segment directory before its first use."""
+
+    def __init__(self, *, everything: bool = False) -> None:
+        self.everything = everything
+        self.known: set[uuid.UUID] = set()
+        self.down = False
+        #: ``(segment id, Authorization header)`` of every request.
+        self.calls: list[tuple[str, str]] = []
+
+    def install(self, app: FastAPI) -> FakeSegmentation:
+        app.state.campaign_segments.transport = httpx.MockTransport(self._handle)
+        return self
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        segment_id = request.url.path.rsplit("/", 1)[-1]
+        self.calls.append((segment_id, request.headers.get("Authorization", "")))
+        if self.everything or uuid.UUID(segment_id) in self.known:
+            return httpx.Response(200, json={"id": segment_id, "member_count": 0})
+        return httpx.Response(
+            404,
+            json={"type": "https://rapport.dev/problems/not-found", "status": 404},
+            headers={"Content-Type": "application/problem+json"},
+        )
+
+
 def writer() -> dict[str, str]:
     return bearer("interactions:read", "interactions:write", "customers:pii")
 

@@ -25,7 +25,11 @@ from services.interactions.config import Settings
 from services.interactions.main import create_app
 from services.interactions.models import CampaignMessage
 from tests.conftest import Infra
-from tests.services.interactions.campaign_support import SmtpServer, seed_customer
+from tests.services.interactions.campaign_support import (
+    FakeSegmentation,
+    SmtpServer,
+    seed_customer,
+)
 from tests.support import api_client, bearer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -43,7 +47,7 @@ def slow_smtp() -> Iterator[SmtpServer]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def app(make_settings: Any) -> FastAPI:
-    return create_app(
+    app = create_app(
         make_settings(
             Settings,
             sla_scheduler_enabled=False,
@@ -53,6 +57,8 @@ async def app(make_settings: Any) -> FastAPI:
             campaign_quiet_end="00:00",
         )
     )
+    FakeSegmentation(everything=True).install(app)  # segments here exist
+    return app
 
 
 @pytest_asyncio.fixture(loop_scope="session")

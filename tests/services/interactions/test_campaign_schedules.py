@@ -14,16 +14,17 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.interactions.campaign import handlers
 from services.interactions.careplan.scheduler import CarePlanScheduler
 from services.interactions.config import Settings
 from services.interactions.main import create_app
-from services.interactions.models import CampaignMessage
+from services.interactions.models import Campaign, CampaignMessage
 from shared.db import Database
 from shared.events import CustomerConsentChanged, CustomerErased, OrderPlaced, TaskDue
 from tests.services.interactions.campaign_support import (
+    FakeSegmentation,
     SmtpServer,
     addr,
     create,
@@ -70,8 +71,15 @@ def settings(make_settings: Any, smtp: SmtpServer) -> Settings:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def app(settings: Settings) -> FastAPI:
-    return create_app(settings)
+async def app(settings: Settings, segmentation: FakeSegmentation) -> FastAPI:
+    app = create_app(settings)
+    segmentation.install(app)
+    return app
+
+
+@pytest.fixture(scope="module")
+def segmentation() -> FakeSegmentation:
+    return FakeSegmentation()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -91,6 +99,14 @@ async def messages(db: Database, campaign: dict[str, Any]) -> list[CampaignMessa
                 )
             ).all()
         )
+
+
+async def campaigns_named(db: Database, name: str) -> int:
+    async with db.session() as session:
+        found = await session.scalar(
+            select(func.count()).select_from(Campaign).where(Campaign.name == name)
+        )
+    return int(found or 0)
 
 
 def quiet_end_after(at: datetime) -> datetime:
@@ -325,10 +341,16 @@ class TestValidation:
 
 class TestOrderPlacedTrigger:
     async def test_sends_delay_days_after_each_order_once_per_order(
-        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer
+        self,
+        client: httpx.AsyncClient,
+        app: FastAPI,
+        settings: Settings,
+        smtp: SmtpServer,
+        segmentation: FakeSegmentation,
     ) -> None:
         db = app.state.database
         segment = uuid.uuid4()
+        segmentation.known.add(segment)
         ann_mail, out_mail = addr(), addr()
         ann = await seed_customer(
             db, "Ann Buyer", email_address=ann_mail, timezone="UTC", segment_id=segment
@@ -507,10 +529,16 @@ class TestTaskDueTrigger:
 
 class TestRecurring:
     async def test_each_run_sends_to_the_segment_as_it_is_then_until_the_last(
-        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer
+        self,
+        client: httpx.AsyncClient,
+        app: FastAPI,
+        settings: Settings,
+        smtp: SmtpServer,
+        segmentation: FakeSegmentation,
     ) -> None:
         db = app.state.database
         segment = uuid.uuid4()
+        segmentation.known.add(segment)
         ann_mail, bob_mail = addr(), addr()
         await seed_customer(db, "Ann", email_address=ann_mail, timezone="UTC", segment_id=segment)
         first = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
@@ -582,3 +610,83 @@ class TestRecurring:
         assert [m.occurrence for m in await messages(db, campaign)] == [first.isoformat()]
         assert len(smtp.inbox.to(mail)) == 1
         await cancel(client, campaign)
+
+
+class TestUnknownSegment:
+    async def test_a_segment_segmentation_does_not_know_is_refused_at_create(
+        self, client: httpx.AsyncClient, app: FastAPI, segmentation: FakeSegmentation
+    ) -> None:
+        unknown = uuid.uuid4()
+        name = f"unknown-{unknown}"
+        body = {"name": name, "channel": "sms", "segment_id": str(unknown), "body": "b"}
+
+        response = await client.post("/campaigns", json=body, headers=writer())
+
+        assert response.status_code == 422, response.text
+        problem = response.json()
+        assert problem["type"].endswith("/unknown-segment")
+        assert problem["errors"] == [{"pointer": "/body/segment_id", "detail": "unknown segment"}]
+        assert segmentation.calls[-1][0] == str(unknown)
+        assert segmentation.calls[-1][1].startswith("Bearer ")  # an internal token
+        assert await campaigns_named(app.state.database, name) == 0
+
+    async def test_a_replace_naming_an_unknown_segment_is_refused_and_changes_nothing(
+        self, client: httpx.AsyncClient, segmentation: FakeSegmentation
+    ) -> None:
+        known = uuid.uuid4()
+        segmentation.known.add(known)
+        campaign = await create(client, channel="sms", segment_id=str(known), body="b")
+
+        response = await client.put(
+            f"/campaigns/{campaign['id']}",
+            json={"name": "c", "channel": "sms", "segment_id": str(uuid.uuid4()), "body": "x"},
+            headers=writer(),
+        )
+
+        assert response.status_code == 422, response.text
+        assert response.json()["type"].endswith("/unknown-segment")
+        read = (await client.get(f"/campaigns/{campaign['id']}", headers=writer())).json()
+        assert (read["segment_id"], read["body"], read["version"]) == (str(known), "b", 1)
+
+    async def test_an_existing_empty_segment_is_accepted_and_its_start_reports_no_audience(
+        self, client: httpx.AsyncClient, segmentation: FakeSegmentation
+    ) -> None:
+        empty = uuid.uuid4()
+        segmentation.known.add(empty)
+        campaign = await create(client, channel="sms", segment_id=str(empty), body="b")
+
+        started = await start(client, campaign)
+
+        assert started.status_code == 422, started.text
+        assert (started.json()["type"].split("/")[-1], started.json()["audience"]) == (
+            "empty-audience",
+            0,
+        )
+
+    async def test_segmentation_down_is_a_503_and_nothing_is_created(
+        self, client: httpx.AsyncClient, app: FastAPI, segmentation: FakeSegmentation
+    ) -> None:
+        segment = uuid.uuid4()
+        segmentation.known.add(segment)
+        name = f"down-{segment}"
+        segmentation.down = True
+        try:
+            response = await client.post(
+                "/campaigns",
+                json={"name": name, "channel": "sms", "segment_id": str(segment), "body": "b"},
+                headers={**writer(), "Idempotency-Key": f"k-{segment}"},
+            )
+        finally:
+            segmentation.down = False
+
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.headers["retry-after"] == "5"
+        assert await campaigns_named(app.state.database, name) == 0
+        # The same key works once segmentation is back (the failed try kept nothing).
+        again = await client.post(
+            "/campaigns",
+            json={"name": name, "channel": "sms", "segment_id": str(segment), "body": "b"},
+            headers={**writer(), "Idempotency-Key": f"k-{segment}"},
+        )
+        assert (again.status_code, again.json()["name"]) == (201, name)

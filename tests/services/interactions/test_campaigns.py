@@ -19,6 +19,7 @@ from services.interactions.models import CampaignMessage, Interaction
 from shared.errors import PROBLEM_JSON
 from shared.events import CustomerConsentChanged, OrderPlaced, SegmentEntered, SegmentExited
 from tests.services.interactions.campaign_support import (
+    FakeSegmentation,
     SmtpServer,
     addr,
     create,
@@ -69,7 +70,9 @@ def settings(make_settings: Any, smtp: SmtpServer) -> Settings:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def app(settings: Settings) -> FastAPI:
-    return create_app(settings)
+    app = create_app(settings)
+    FakeSegmentation(everything=True).install(app)  # segments here exist
+    return app
 
 
 @pytest_asyncio.fixture(loop_scope="session")
