@@ -122,7 +122,11 @@ def _claim_sql() -> str:
     again as it goes out: consent for its channel in the recipient projection now (a
     withdrawal, or an erasure that removed the projection row, skips it ``no-consent``),
     the frequency cap against the messages the customer was sent (or is being sent) in the
-    last ``days`` days, and quiet hours now (deferred again to their end)."""
+    last ``days`` days, and quiet hours now (deferred again to their end).
+
+    Limit: two senders claiming two messages *of the same customer* at the same instant
+    each count the other as not yet sending, so the cap can be passed by at most the
+    senders' concurrency in that case (same-instant messages of several campaigns)."""
     quiet, resume = _quiet_sql("CAST(:now AS timestamptz)", "coalesce(r.timezone, 'UTC')")
     consent = (
         "CASE m.channel WHEN 'email' THEN r.consent_email WHEN 'sms' THEN r.consent_sms"

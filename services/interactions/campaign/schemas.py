@@ -155,7 +155,10 @@ class CampaignRead(BaseModel):
 
 class StartResult(BaseModel):
     campaign: CampaignRead
-    audience: int = Field(description="Customers in the audience when it started.")
+    audience: int = Field(
+        description="Customers in the audience when it started (a recurring campaign: in "
+        "this run; a triggered one: 0, its messages come with each trigger)."
+    )
     queued: int = Field(description="Messages to send now.")
     deferred: int = Field(description="Messages waiting for the end of quiet hours.")
     skipped: dict[str, int] = Field(

@@ -22,7 +22,13 @@ from services.interactions.config import Settings
 from services.interactions.main import create_app
 from services.interactions.models import Campaign, CampaignMessage
 from shared.db import Database
-from shared.events import CustomerConsentChanged, CustomerErased, OrderPlaced, TaskDue
+from shared.events import (
+    CustomerConsentChanged,
+    CustomerErased,
+    CustomerMerged,
+    OrderPlaced,
+    TaskDue,
+)
 from tests.services.interactions.campaign_support import (
     FakeSegmentation,
     SmtpServer,
@@ -203,6 +209,46 @@ class TestSendTimeChecks:
             0,
             2,
         )
+
+    async def test_a_merge_keeps_one_message_per_occurrence_for_the_survivor(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        db = app.state.database
+        survivor = await seed_customer(db, "Ann", email_address=addr(), timezone="UTC")
+        duplicate = await seed_customer(db, "Ann Dup", email_address=addr(), timezone="UTC")
+        both = await create(
+            client,
+            channel="email",
+            customer_ids=[str(survivor), str(duplicate)],
+            trigger="order_placed",
+            delay_days=3,
+            subject="s",
+            body="b",
+        )
+        assert (await start(client, both)).status_code == 200
+        placed = datetime.now(UTC)
+        shared_order, own_order = order(survivor, placed), order(duplicate, placed)
+        dup_of_shared = order(duplicate, placed, order_id=shared_order.order_id)
+        await deliver(db, shared_order, dup_of_shared, own_order)
+
+        await deliver(
+            db,
+            CustomerMerged(
+                customer_id=survivor, merged_id=duplicate, merged_by="agent-1", merged_at=placed
+            ),
+        )
+
+        rows = await messages(db, both)
+        assert sorted(
+            (m.customer_id == survivor, m.occurrence, m.status, m.skip_reason) for m in rows
+        ) == sorted(
+            [
+                (True, f"order:{shared_order.order_id}", "deferred", None),
+                (True, f"order:{own_order.order_id}", "deferred", None),
+                (False, f"order:{shared_order.order_id}", "skipped", "merged"),
+            ]
+        )
+        await cancel(client, both)
 
     async def test_quiet_hours_are_judged_again_when_a_queued_message_falls_due(
         self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer
