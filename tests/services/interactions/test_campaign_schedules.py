@@ -17,10 +17,13 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from services.interactions.campaign import handlers
+from services.interactions.campaign.segments import SegmentDirectory, UnknownSegment
 from services.interactions.careplan.scheduler import CarePlanScheduler
 from services.interactions.config import Settings
 from services.interactions.main import create_app
 from services.interactions.models import Campaign, CampaignMessage
+from services.segmentation.config import Settings as SegmentationSettings
+from services.segmentation.main import create_app as create_segmentation_app
 from shared.db import Database
 from shared.events import (
     CustomerConsentChanged,
@@ -41,7 +44,7 @@ from tests.services.interactions.campaign_support import (
     writer,
 )
 from tests.services.interactions.careplan_support import Clock, deliver
-from tests.support import api_client
+from tests.support import api_client, bearer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -736,3 +739,35 @@ class TestUnknownSegment:
             headers={**writer(), "Idempotency-Key": f"k-{segment}"},
         )
         assert (again.status_code, again.json()["name"]) == (201, name)
+
+
+class TestSegmentationContract:
+    async def test_segmentation_itself_answers_the_check_with_an_internal_token(
+        self, make_settings: Any, settings: Settings
+    ) -> None:
+        """The real segmentation app (in process): an existing, empty segment passes; an id
+        it does not know is ``UnknownSegment``."""
+        segmentation_app = create_segmentation_app(
+            make_settings(SegmentationSettings, membership_scheduler_enabled=False)
+        )
+        async with api_client(segmentation_app) as seg:
+            created = await seg.post(
+                "/segments",
+                json={
+                    "name": "nobody yet",
+                    "rule": {"field": "tags", "op": "contains", "value": f"t-{uuid.uuid4()}"},
+                },
+                headers=bearer("segments:read", "segments:write"),
+            )
+            assert created.status_code == 201, created.text
+            directory = SegmentDirectory(
+                "http://test",
+                settings.internal_token_secret,
+                transport=httpx.ASGITransport(app=segmentation_app),
+            )
+            try:
+                await directory.check(uuid.UUID(created.json()["id"]))
+                with pytest.raises(UnknownSegment):
+                    await directory.check(uuid.uuid4())
+            finally:
+                await directory.close()
