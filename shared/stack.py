@@ -97,6 +97,8 @@ def wiring_env(ports: Mapping[str, int], host: str = "127.0.0.1") -> dict[str, s
         for s in ("interactions", "orders", "segmentation")
         if s in url
     }
+    if "segmentation" in url:  # campaigns check their segment there
+        env["INTERACTIONS_SEGMENTATION_URL"] = url["segmentation"]
     return env
 
 

@@ -36,6 +36,10 @@ class Settings(RapportSettings):
     #: by e-mail or phone only).
     customer360_url: str = "http://127.0.0.1:8001"
     customer360_timeout_s: float = 5.0
+    #: Where segmentation answers ``GET /segments/{id}`` (a campaign's segment is checked
+    #: there when the campaign is saved).
+    segmentation_url: str = "http://127.0.0.1:8004"
+    segmentation_timeout_s: float = 5.0
     #: Partner webhook sources (as registered at the gateway) this service maps to
     #: interactions, and the payload format of each (see interaction/partners.py). Sources
     #: not listed are left to other services. JSON in the environment:
@@ -100,7 +104,7 @@ class Settings(RapportSettings):
     #: set, at least 32 characters in production).
     campaign_tracking_secret: str = ""
 
-    _urls = field_validator("customer360_url")(check_http_url)
+    _urls = field_validator("customer360_url", "segmentation_url")(check_http_url)
 
     @property
     def tracking_secret(self) -> str:

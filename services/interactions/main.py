@@ -9,6 +9,7 @@ from services.interactions.api import routers
 from services.interactions.campaign import handlers as campaign_handlers
 from services.interactions.campaign.consent import ConsentClient
 from services.interactions.campaign.links import router as campaign_links_router
+from services.interactions.campaign.segments import SegmentDirectory
 from services.interactions.campaign.sender import campaign_sender_lifespan
 from services.interactions.campaign.tracking import Tracker
 from services.interactions.careplan.scheduler import care_plan_scheduler_lifespan
@@ -32,6 +33,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await app.state.customer_resolver.close()
         await app.state.campaign_consent.close()
+        await app.state.campaign_segments.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -74,6 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.customer360_url,
         settings.internal_token_secret,
         timeout_s=settings.customer360_timeout_s,
+    )
+    # A campaign's segment must exist: segmentation's public API says (an internal token).
+    app.state.campaign_segments = SegmentDirectory(
+        settings.segmentation_url,
+        settings.internal_token_secret,
+        timeout_s=settings.segmentation_timeout_s,
     )
     app.state.campaign_tracker = Tracker(
         settings.campaign_tracking_base_url, settings.tracking_secret

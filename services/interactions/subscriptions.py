@@ -48,3 +48,4 @@ subscriptions.on(CustomerMerged)(campaign_handlers.on_customer_merged)
 subscriptions.on(CustomerErased)(campaign_handlers.on_customer_erased)
 # After the care-plan handler (registered above): membership first, then the triggers.
 subscriptions.on(SegmentEntered)(campaign_handlers.on_segment_entered)
+subscriptions.on(OrderPlaced)(campaign_handlers.on_order_placed)

@@ -133,5 +133,5 @@ def test_every_part_gets_a_configuration_it_accepts(
             if field.removesuffix("_url") in NAMES
         }
         assert wired == {target: f"http://{target}:8000" for target in wired}, p.name
-        expected = {"gateway": 4, "customer360": 3, "interactions": 1, "orders": 1}
+        expected = {"gateway": 4, "customer360": 3, "interactions": 2, "orders": 1}
         assert len(wired) == expected.get(p.name, 0), p.name

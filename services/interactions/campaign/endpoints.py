@@ -52,6 +52,16 @@ def _apply(campaign: Campaign, body: CampaignWrite) -> None:
     campaign.body_template = body.body
     campaign.scheduled_at = body.scheduled_at
     campaign.trigger = body.trigger
+    campaign.delay_days = body.delay_days
+    campaign.rule_type = body.rule_type
+    campaign.every_days = body.recurrence.every_days if body.recurrence else None
+    campaign.repeat_until = body.recurrence.until if body.recurrence else None
+
+
+async def _check_segment(request: Request, body: CampaignWrite) -> None:
+    """An unknown segment is a 422 (`unknown-segment`); segmentation down, a 503."""
+    if body.segment_id is not None:
+        await request.app.state.campaign_segments.check(body.segment_id)
 
 
 def _check_if_match(campaign: Campaign, if_match: str | None) -> None:
@@ -92,20 +102,24 @@ LockedCampaignDep = Annotated[Campaign, Depends(_locked_campaign_or_404)]
     status_code=status.HTTP_201_CREATED,
     summary="Create a campaign (draft)",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={201: ETAG_RESPONSE, **problem_responses(401, 403, 413, 422)},
+    responses={201: ETAG_RESPONSE, **problem_responses(401, 403, 413, 422, 503)},
 )
 async def create_campaign(
     body: CampaignBody,
     session: SessionDep,
     principal: PrincipalDep,
+    request: Request,
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> CampaignRead:
     """A draft campaign: an audience (`segment_id` or `customer_ids`), a channel (`email`,
     `sms` or `webhook`), templates and an optional `scheduled_at`. Templates are checked
     now: a syntax error or an unknown field is a `422` (`invalid-template`) whose `errors`
-    give the pointer, `line` and `column`. Nothing is sent until `:start`. With an
-    `Idempotency-Key`, a retry returns the first answer."""
+    give the pointer, `line` and `column`. A `segment_id` segmentation does not know is a
+    `422` (`unknown-segment`, pointer `/body/segment_id`); when segmentation cannot be asked,
+    a `503` (retry later). An existing segment with no members is accepted (its start
+    reports the empty audience). Nothing is sent until `:start`. With an `Idempotency-Key`,
+    a retry returns the first answer."""
     claim = await claim_key(
         session,
         _IDEMPOTENCY,
@@ -126,6 +140,7 @@ async def create_campaign(
         status="draft", created_by=principal.subject, created_at=now, updated_at=now, version=1
     )
     _apply(campaign, body)
+    await _check_segment(request, body)
     campaign = await CampaignRepository(session).add(campaign)
     read = CampaignRead.model_validate(campaign)
     await claim.complete(status.HTTP_201_CREATED, read.model_dump(mode="json"))
@@ -168,21 +183,24 @@ async def get_campaign(campaign: CampaignDep, response: Response) -> CampaignRea
     "/{campaign_id}",
     summary="Replace a campaign",
     dependencies=[Depends(require_scopes("interactions:write"))],
-    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 409, 412, 422)},
+    responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 409, 412, 422, 503)},
 )
 async def replace_campaign(
     campaign: LockedCampaignDep,
     body: CampaignBody,
     session: SessionDep,
+    request: Request,
     response: Response,
     if_match: IfMatch = None,
 ) -> CampaignRead:
     """Replaces every field (send the whole campaign, as on create), while it is `draft` or
     `scheduled`; a sending, completed or cancelled campaign is a `409`. Send `If-Match`
-    with the `ETag` you read: a stale one is a `412`."""
+    with the `ETag` you read: a stale one is a `412`. The segment is checked as on create
+    (`422` `unknown-segment`, `503` when segmentation cannot be asked)."""
     _check_if_match(campaign, if_match)
     _editable(campaign, "change")
     _apply(campaign, body)
+    await _check_segment(request, body)
     campaign.version += 1
     campaign.updated_at = _now()
     campaign = await CampaignRepository(session).flush(campaign)
@@ -254,9 +272,9 @@ async def cancel_campaign(
     response: Response,
     if_match: IfMatch = None,
 ) -> CampaignRead:
-    """Stops a draft, scheduled or sending campaign: messages not yet sent stay unsent
-    (messages already handed to the provider are not recalled). A completed or cancelled
-    campaign is a `409`."""
+    """Stops a draft, scheduled or sending campaign: messages still waiting are skipped
+    (`cancelled` in the report) at once (messages already handed to the provider are not
+    recalled). A completed or cancelled campaign is a `409`."""
     _check_if_match(campaign, if_match)
     if campaign.status not in ("draft", "scheduled", "sending"):
         raise service.CampaignNotEditable(
@@ -267,7 +285,9 @@ async def cancel_campaign(
     campaign.completed_at = now
     campaign.updated_at = now
     campaign.version += 1
-    campaign = await CampaignRepository(session).flush(campaign)
+    repo = CampaignRepository(session)
+    await repo.cancel_pending(campaign.id)
+    campaign = await repo.flush(campaign)
     response.headers["ETag"] = _etag(campaign)
     return CampaignRead.model_validate(campaign)
 

@@ -3,13 +3,14 @@ names, first e-mail and phone, marketing consent per channel, timezone, locale, 
 lifecycle stage and custom fields. Erasures and merges are honoured like the other
 projections of this service."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.interactions.campaign import service
-from services.interactions.campaign.repository import RecipientRepository
+from services.interactions.campaign.repository import CampaignRepository, RecipientRepository
 from services.interactions.careplan.repository import ProjectionRepository
 from services.interactions.config import Settings
 from shared.events import (
@@ -19,7 +20,9 @@ from shared.events import (
     CustomerMerged,
     CustomerUpdated,
     Envelope,
+    OrderPlaced,
     SegmentEntered,
+    TaskDue,
 )
 
 #: Consent keys of the profile → the projection's columns (``phone`` is what partner
@@ -104,11 +107,42 @@ def use_settings(settings: Settings) -> None:
     _settings = settings
 
 
+def current_settings() -> Settings:
+    return _settings or Settings()
+
+
 async def on_segment_entered(session: AsyncSession, event: SegmentEntered, _: Envelope) -> None:
-    settings = _settings or Settings()
     await service.on_trigger(
-        session, event.segment_id, event.customer_id, settings, datetime.now(UTC)
+        session, event.segment_id, event.customer_id, current_settings(), datetime.now(UTC)
     )
+
+
+async def on_order_placed(session: AsyncSession, event: OrderPlaced, _: Envelope) -> None:
+    """``order_placed`` campaigns: a message ``delay_days`` after the order."""
+    await service.on_order_placed(
+        session,
+        event.customer_id,
+        event.order_id,
+        event.placed_at,
+        current_settings(),
+        datetime.now(UTC),
+    )
+
+
+async def on_tasks_due(session: AsyncSession, events: Sequence[TaskDue]) -> int:
+    """``task_due`` campaigns; returns how many messages were written. Not a subscription:
+    TaskDue is this service's own event, and the care-plan scheduler calls this in the
+    transaction that announces the tasks, rather than this service consuming its whole
+    interaction topic for it."""
+    if not events or not await CampaignRepository(session).any_started("task_due"):
+        return 0
+    settings, now = current_settings(), datetime.now(UTC)
+    written = 0
+    for event in events:
+        written += await service.on_task_due(
+            session, event.customer_id, event.task_id, event.rule_type, settings, now
+        )
+    return written
 
 
 async def on_customer_merged(session: AsyncSession, event: CustomerMerged, _: Envelope) -> None:

@@ -5,6 +5,7 @@ the report."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -22,6 +23,7 @@ from services.interactions.models import (
     CarePlanOrder,
     CarePlanSegmentMember,
 )
+from services.interactions.models.campaign import SKIP_REASONS
 from shared.db import driver_connection
 from shared.pagination import CursorParams, paginate
 
@@ -52,14 +54,11 @@ _AUDIENCE_SEGMENT = (
 _AUDIENCE_LIST = "SELECT DISTINCT unnest(CAST(:customer_ids AS uuid[])) AS customer_id"
 
 
-def _start_sql(channel: str, *, segment: bool) -> str:
-    """Every audience member's message row, in one statement.
-
-    Quiet hours: local time ``t`` (customer's timezone, else UTC) inside ``[start, end)``
-    (which may wrap midnight) defers the message to the next local ``end``. The frequency
-    cap counts the customer's campaign messages (any campaign) sent, being sent or waiting,
-    in the last ``days`` days."""
-    local = "(CAST(:now AS timestamptz) AT TIME ZONE tz)"
+def _quiet_sql(now: str, tz: str) -> tuple[str, str]:
+    """``(in quiet hours, end of them)`` at ``now`` for a customer in timezone ``tz`` (SQL
+    expressions). Quiet hours: local time ``t`` inside ``[start, end)`` (which may wrap
+    midnight); they end at the next local ``end``."""
+    local = f"({now} AT TIME ZONE {tz})"
     quiet = f"""CASE
         WHEN CAST(:q_start AS time) = CAST(:q_end AS time) THEN false
         WHEN CAST(:q_start AS time) < CAST(:q_end AS time)
@@ -67,7 +66,19 @@ def _start_sql(channel: str, *, segment: bool) -> str:
         ELSE {local}::time >= CAST(:q_start AS time) OR {local}::time < CAST(:q_end AS time)
     END"""
     resume = f"""((({local})::date + CASE WHEN {local}::time < CAST(:q_end AS time) THEN 0 ELSE 1 END)
-        + CAST(:q_end AS time)) AT TIME ZONE d.tz"""
+        + CAST(:q_end AS time)) AT TIME ZONE {tz}"""
+    return quiet, resume
+
+
+def _start_sql(channel: str, *, segment: bool) -> str:
+    """Every audience member's message row of one occurrence, in one statement.
+
+    Quiet hours (customer's timezone, else UTC, see :func:`_quiet_sql`) defer the message to
+    their end. The frequency cap counts the customer's campaign messages (any campaign)
+    sent, being sent or waiting, in the last ``days`` days. ``:not_before`` later than
+    ``:now`` (an ``order_placed`` trigger's delay) queues the message ``deferred`` until
+    then: quiet hours and the cap are then judged when it is due (:meth:`claim`)."""
+    quiet, resume = _quiet_sql("CAST(:now AS timestamptz)", "tz")
     return f"""
     WITH audience AS ({_AUDIENCE_SEGMENT if segment else _AUDIENCE_LIST}),
     f AS (
@@ -84,24 +95,87 @@ def _start_sql(channel: str, *, segment: bool) -> str:
         SELECT f.*, CASE
             WHEN NOT f.consent THEN 'no-consent'
             WHEN f.address IS NULL OR f.address = '' THEN 'no-address'
+            WHEN CAST(:later AS boolean) THEN NULL
             WHEN f.recent >= CAST(:cap AS integer) THEN 'frequency-cap'
-        END AS skip_reason, {quiet} AS quiet
+        END AS skip_reason, NOT CAST(:later AS boolean) AND {quiet} AS quiet
         FROM f
     )
-    INSERT INTO {_MESSAGE} (id, campaign_id, customer_id, channel, status, skip_reason, address,
-                            not_before, attempts, created_at)
-    SELECT gen_random_uuid(), CAST(:campaign_id AS uuid), d.customer_id, CAST(:channel AS text),
+    INSERT INTO {_MESSAGE} (id, campaign_id, customer_id, occurrence, channel, status,
+                            skip_reason, address, not_before, attempts, created_at)
+    SELECT gen_random_uuid(), CAST(:campaign_id AS uuid), d.customer_id,
+           CAST(:occurrence AS text), CAST(:channel AS text),
            CASE WHEN d.skip_reason IS NOT NULL THEN 'skipped'
-                WHEN d.quiet THEN 'deferred' ELSE 'queued' END,
+                WHEN d.quiet OR CAST(:later AS boolean) THEN 'deferred' ELSE 'queued' END,
            d.skip_reason,
            CASE WHEN d.skip_reason IS NULL THEN d.address END,
            CASE WHEN d.skip_reason IS NULL AND d.quiet THEN {resume}
-                ELSE CAST(:now AS timestamptz) END,
+                ELSE CAST(:not_before AS timestamptz) END,
            0, CAST(:now AS timestamptz)
     FROM d
-    ON CONFLICT (campaign_id, customer_id) DO NOTHING
+    ON CONFLICT (campaign_id, customer_id, occurrence) DO NOTHING
     RETURNING status, skip_reason
     """
+
+
+def _claim_sql() -> str:
+    """The sender's claim (see :meth:`CampaignRepository.claim`), judging each due message
+    again as it goes out: consent for its channel in the recipient projection now (a
+    withdrawal, or an erasure that removed the projection row, skips it ``no-consent``),
+    the frequency cap against the messages the customer was sent (or is being sent) in the
+    last ``days`` days, and quiet hours now (deferred again to their end).
+
+    Limit: two senders claiming two messages *of the same customer* at the same instant
+    each count the other as not yet sending, so the cap can be passed by at most the
+    senders' concurrency in that case (same-instant messages of several campaigns)."""
+    quiet, resume = _quiet_sql("CAST(:now AS timestamptz)", "coalesce(r.timezone, 'UTC')")
+    consent = (
+        "CASE m.channel WHEN 'email' THEN r.consent_email WHEN 'sms' THEN r.consent_sms"
+        " ELSE r.consent_phone END"
+    )
+    return f"""
+    WITH picked AS MATERIALIZED (
+        SELECT m.id FROM {_MESSAGE} m
+        WHERE m.status IN ('queued', 'deferred') AND m.not_before <= CAST(:now AS timestamptz)
+          AND EXISTS (SELECT 1 FROM {_CAMPAIGN} c
+                      WHERE c.id = m.campaign_id AND c.status IN ('sending', 'scheduled'))
+        ORDER BY m.not_before
+        LIMIT CAST(:limit AS integer)
+        FOR UPDATE OF m SKIP LOCKED
+    ), judged AS MATERIALIZED (
+        SELECT m.id, CASE
+            WHEN NOT coalesce({consent}, false) THEN 'no-consent'
+            WHEN (SELECT count(*) FROM {_MESSAGE} o
+                   WHERE o.customer_id = m.customer_id AND o.id <> m.id
+                     AND o.status IN ('sending', 'sent', 'unconfirmed')
+                     AND coalesce(o.sent_at, o.not_before)
+                         >= CAST(:now AS timestamptz)
+                            - make_interval(days => CAST(:days AS integer))
+                 ) >= CAST(:cap AS integer) THEN 'frequency-cap'
+        END AS reason,
+        {quiet} AS quiet, {resume} AS resume
+        FROM picked p JOIN {_MESSAGE} m ON m.id = p.id
+        LEFT JOIN {_RECIPIENT} r ON r.customer_id = m.customer_id
+    )
+    UPDATE {_MESSAGE} m
+    SET status = CASE WHEN j.reason IS NOT NULL THEN 'skipped'
+                      WHEN j.quiet THEN 'deferred' ELSE 'sending' END,
+        skip_reason = j.reason,
+        not_before = CASE WHEN j.reason IS NULL AND j.quiet THEN j.resume ELSE m.not_before END,
+        lease_until = CASE WHEN j.reason IS NULL AND NOT j.quiet
+                           THEN CAST(:lease_until AS timestamptz) END,
+        attempts = m.attempts + CASE WHEN j.reason IS NULL AND NOT j.quiet THEN 1 ELSE 0 END
+    FROM judged j WHERE m.id = j.id
+    RETURNING m.id, m.campaign_id, m.customer_id, m.channel, m.address, m.attempts, m.status
+    """
+
+
+#: asyncpg's numbered parameters, in :meth:`CampaignRepository.claim`'s order.
+_CLAIM_PARAMETERS = ("now", "lease_until", "limit", "cap", "days", "q_start", "q_end")
+_CLAIM_SQL = re.sub(
+    r"(?<!:):(" + "|".join(_CLAIM_PARAMETERS) + r")\b",
+    lambda match: f"${_CLAIM_PARAMETERS.index(match.group(1)) + 1}",
+    _claim_sql(),
+)
 
 
 @dataclass
@@ -124,6 +198,9 @@ class Claimed:
     channel: str
     address: str | None
     attempts: int
+    #: ``sending`` (to send now), or what the send-time checks made of it instead
+    #: (``skipped``, or ``deferred`` by quiet hours).
+    status: str = "sending"
 
 
 @dataclass(frozen=True)
@@ -177,9 +254,12 @@ class CampaignRepository:
         days: int,
         quiet: QuietHours,
         customer_ids: list[UUID] | None = None,
+        occurrence: str = "",
+        not_before: datetime | None = None,
     ) -> StartCounts:
-        """Materialise the audience (or, for a trigger, ``customer_ids``) as message rows
-        (see :func:`_start_sql`)."""
+        """Materialise the audience (or, for a trigger, ``customer_ids``) as the message rows
+        of ``occurrence`` (see :func:`_start_sql`); ``not_before`` after ``now`` defers
+        them until then."""
         listed = customer_ids if customer_ids is not None else campaign.customer_ids
         segment = customer_ids is None and campaign.segment_id is not None
         sql = _start_sql(campaign.channel, segment=segment)
@@ -195,6 +275,9 @@ class CampaignRepository:
                 "days": days,
                 "q_start": quiet.start,
                 "q_end": quiet.end,
+                "occurrence": occurrence,
+                "not_before": not_before or now,
+                "later": not_before is not None and not_before > now,
             },
         )
         counts = StartCounts(0, 0, 0, {})
@@ -238,6 +321,36 @@ class CampaignRepository:
         )
         return len(result.all())
 
+    async def any_started(self, trigger: str) -> bool:
+        statement = select(
+            exists().where(Campaign.status == "sending", Campaign.trigger == trigger)
+        )
+        return bool(await self.session.scalar(statement))
+
+    async def triggered_for(
+        self, trigger: str, customer_id: UUID, *, rule_type: str | None = None
+    ) -> list[Campaign]:
+        """Started campaigns of ``trigger`` whose audience holds ``customer_id`` now (listed,
+        or a member of the segment in the membership projection); for ``task_due``, those
+        without a ``rule_type`` filter or with ``rule_type``."""
+        member = select(CarePlanSegmentMember.segment_id).where(
+            CarePlanSegmentMember.customer_id == customer_id
+        )
+        statement = (
+            select(Campaign)
+            .where(
+                Campaign.status == "sending",
+                Campaign.trigger == trigger,
+                Campaign.segment_id.in_(member) | Campaign.customer_ids.contains([customer_id]),
+            )
+            .order_by(Campaign.created_at, Campaign.id)
+        )
+        if trigger == "task_due":
+            statement = statement.where(
+                Campaign.rule_type.is_(None) | (Campaign.rule_type == rule_type)
+            )
+        return list((await self.session.scalars(statement)).all())
+
     async def triggered_by_segment(self, segment_id: UUID) -> list[Campaign]:
         statement = select(Campaign).where(
             Campaign.status == "sending",
@@ -262,33 +375,50 @@ class CampaignRepository:
     # The sender's three statements per message go straight to asyncpg (FIELD-NOTES: a
     # statement through SQLAlchemy Core costs several times the driver's own), inside the
     # session's transaction.
-    async def claim(self, now: datetime, lease_s: float, limit: int = 1) -> list[Claimed]:
-        """Up to ``limit`` due messages of sending campaigns, marked ``sending`` with a
-        lease; the caller commits this before calling the provider. A ``MATERIALIZED`` CTE
+    async def claim(
+        self,
+        now: datetime,
+        lease_s: float,
+        limit: int = 1,
+        *,
+        cap: int,
+        days: int,
+        quiet: QuietHours,
+    ) -> list[Claimed]:
+        """Up to ``limit`` due messages of sending (or recurring, between runs) campaigns,
+        marked ``sending`` with a lease — or, failing the send-time checks of
+        :func:`_claim_sql`, ``skipped`` or ``deferred`` (returned too, with that status);
+        the caller commits this before calling the provider. A ``MATERIALIZED`` CTE
         locked with ``SKIP LOCKED`` (see ``scheduling.claim_batch`` for why), locking only
         the message rows so concurrent senders never wait on the campaign row."""
+        # Straight to asyncpg (FIELD-NOTES: a statement through SQLAlchemy Core costs
+        # several times the driver's own), inside the session's transaction.
         driver = await driver_connection(self.session)
         rows = await driver.fetch(
-            f"""
-            WITH claimed AS MATERIALIZED (
-                SELECT m.id FROM {_MESSAGE} m
-                WHERE m.status IN ('queued', 'deferred') AND m.not_before <= $1
-                  AND EXISTS (SELECT 1 FROM {_CAMPAIGN} c
-                              WHERE c.id = m.campaign_id AND c.status = 'sending')
-                ORDER BY m.not_before
-                LIMIT $3
-                FOR UPDATE OF m SKIP LOCKED
-            )
-            UPDATE {_MESSAGE} m
-            SET status = 'sending', lease_until = $2, attempts = m.attempts + 1
-            FROM claimed WHERE m.id = claimed.id
-            RETURNING m.id, m.campaign_id, m.customer_id, m.channel, m.address, m.attempts
-            """,
+            _CLAIM_SQL,
             now,
             now + timedelta(seconds=lease_s),
             limit,
+            cap,
+            days,
+            quiet.start,
+            quiet.end,
         )
-        return [Claimed(_uuid(r[0]), _uuid(r[1]), _uuid(r[2]), r[3], r[4], r[5]) for r in rows]
+        return [
+            Claimed(_uuid(r[0]), _uuid(r[1]), _uuid(r[2]), r[3], r[4], r[5], r[6]) for r in rows
+        ]
+
+    async def cancel_pending(self, campaign_id: UUID) -> int:
+        """A cancelled campaign's messages still waiting become ``skipped`` (``cancelled``);
+        those being sent finish as they will."""
+        m = CampaignMessage
+        result = await self.session.execute(
+            update(m)
+            .where(m.campaign_id == campaign_id, m.status.in_(("queued", "deferred")))
+            .values(status="skipped", skip_reason="cancelled")
+            .returning(m.id)
+        )
+        return len(result.all())
 
     async def finish(self, message_id: UUID, values: dict[str, Any]) -> bool:
         """Record the outcome of a claimed message; ``False`` if it is no longer ours (its
@@ -377,9 +507,10 @@ class CampaignRepository:
                     func.count().filter(m.status == "sent"),
                     func.count().filter(m.status == "failed"),
                     func.count().filter(m.status == "unconfirmed"),
-                    func.count().filter(m.status == "skipped", m.skip_reason == "no-consent"),
-                    func.count().filter(m.status == "skipped", m.skip_reason == "no-address"),
-                    func.count().filter(m.status == "skipped", m.skip_reason == "frequency-cap"),
+                    *(
+                        func.count().filter(m.status == "skipped", m.skip_reason == reason)
+                        for reason in SKIP_REASONS
+                    ),
                     func.count(m.delivered_at),
                     func.count(m.bounced_at),
                     func.count(m.opened_at),
@@ -396,9 +527,7 @@ class CampaignRepository:
             "sent",
             "failed",
             "unconfirmed",
-            "no-consent",
-            "no-address",
-            "frequency-cap",
+            *SKIP_REASONS,
             "delivered",
             "bounced",
             "opened",
@@ -467,29 +596,45 @@ class RecipientRepository:
 
     async def merge(self, merged_id: UUID, survivor_id: UUID) -> None:
         """The duplicate's messages count for the survivor (frequency caps, reports) unless
-        the survivor has its own in that campaign; its profile facts go (customer360 sends
-        the survivor's)."""
+        the survivor has its own of that campaign and occurrence; those left waiting are
+        skipped (``merged``: the survivor gets its own); its profile facts go (customer360
+        sends the survivor's)."""
         m, mine = CampaignMessage, CampaignMessage.__table__.alias("mine")
         await self.session.execute(
             update(m)
             .where(
                 m.customer_id == merged_id,
                 ~exists().where(
-                    and_(mine.c.campaign_id == m.campaign_id, mine.c.customer_id == survivor_id)
+                    and_(
+                        mine.c.campaign_id == m.campaign_id,
+                        mine.c.customer_id == survivor_id,
+                        mine.c.occurrence == m.occurrence,
+                    )
                 ),
             )
             .values(customer_id=survivor_id)
         )
+        await self._skip_waiting(merged_id, "merged")
         await self.forget(merged_id)
 
     async def forget(self, customer_id: UUID) -> None:
-        """Erase: the profile facts go; the customer's message rows keep only ids, statuses
-        and times (reports still add up), not the address."""
+        """Erase: the profile facts go; the customer's messages still waiting are skipped
+        (``erased``); the rest keep only ids, statuses and times (reports still add up),
+        not the address."""
         await self.session.execute(
             delete(CampaignRecipient).where(CampaignRecipient.customer_id == customer_id)
         )
+        await self._skip_waiting(customer_id, "erased")
         await self.session.execute(
             update(CampaignMessage)
             .where(CampaignMessage.customer_id == customer_id)
             .values(address=None, last_error=None)
+        )
+
+    async def _skip_waiting(self, customer_id: UUID, reason: str) -> None:
+        m = CampaignMessage
+        await self.session.execute(
+            update(m)
+            .where(m.customer_id == customer_id, m.status.in_(("queued", "deferred")))
+            .values(status="skipped", skip_reason=reason)
         )

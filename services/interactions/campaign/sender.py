@@ -182,9 +182,16 @@ class CampaignSender(PeriodicJob):
                 async with self.database.session() as session:
                     repo = CampaignRepository(session)
                     recorded = outcome is not None and await self._record(session, outcome)
-                    claimed = await repo.claim(self.now(), self.settings.campaign_send_lease_s)
+                    outcome = None
+                    claimed = await repo.claim(
+                        self.now(),
+                        self.settings.campaign_send_lease_s,
+                        cap=self.settings.campaign_frequency_cap,
+                        days=self.settings.campaign_frequency_days,
+                        quiet=service.quiet_hours(self.settings),
+                    )
                     recipient = campaign = None
-                    if claimed:
+                    if claimed and claimed[0].status == "sending":
                         recipient = await repo.recipient(claimed[0].customer_id)
                         campaign = self._campaigns.get(claimed[0].campaign_id)
                         if campaign is None:
@@ -194,8 +201,10 @@ class CampaignSender(PeriodicJob):
                 if recorded:
                     done += 1
                     self.sent += 1
-                if not claimed or campaign is None:
+                if not claimed:
                     return done
+                if campaign is None:
+                    continue  # skipped or deferred again by the send-time checks
                 outcome = await self._deliver(claimed[0], campaign, recipient, smtp)
         finally:
             if smtp.is_connected:
@@ -210,12 +219,10 @@ class CampaignSender(PeriodicJob):
         smtp: aiosmtplib.SMTP,
     ) -> _Outcome:
         """Send one claimed message; what became of it, for :meth:`_record`."""
-        if recipient is None:
-            return _Outcome(
-                message, campaign, {"status": "failed", "last_error": "customer erased"}
-            )
+        if recipient is None:  # erased since the claim
+            return _Outcome(message, campaign, {"status": "skipped", "skip_reason": "erased"})
         if not recipient.get(_CONSENT[message.channel]):
-            # Consent withdrawn since the campaign started (an unsubscribe, say).
+            # Consent withdrawn since the claim (an unsubscribe, say).
             return _Outcome(message, campaign, {"status": "skipped", "skip_reason": "no-consent"})
         unsubscribe_url = self.tracker.unsubscribe_url(message.id)
         try:

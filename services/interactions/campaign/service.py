@@ -13,7 +13,7 @@ Errors::
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -34,8 +34,13 @@ __all__ = [
     "InvalidTemplate",
     "NoReachableRecipient",
     "check_templates",
+    "next_run",
+    "on_order_placed",
+    "on_task_due",
+    "quiet_hours",
     "record_sent",
     "render_for",
+    "run_recurring",
     "start",
 ]
 
@@ -86,7 +91,7 @@ def check_templates(subject: str | None, body: str) -> None:
         )
 
 
-def _quiet(settings: Settings) -> QuietHours:
+def quiet_hours(settings: Settings) -> QuietHours:
     return QuietHours(
         time.fromisoformat(settings.campaign_quiet_start),
         time.fromisoformat(settings.campaign_quiet_end),
@@ -99,17 +104,20 @@ async def start(
     """One message row per audience member (queued, deferred by quiet hours, or skipped with
     its reason) and the campaign ``sending``. An empty or wholly unreachable audience raises
     and, the transaction rolling back, leaves nothing behind. A triggered campaign writes no
-    messages now: customers entering its segment get theirs (:func:`on_trigger`)."""
+    messages now: customers entering its segment get theirs (:func:`on_trigger`), and so on.
+    A recurring campaign's run is :func:`run_recurring`."""
     if campaign.trigger is not None:
         _mark_started(campaign, now)
         await session.flush()
         return StartCounts(0, 0, 0, {})
+    if campaign.every_days is not None:
+        return await run_recurring(session, campaign, settings, now)
     counts = await CampaignRepository(session).start(
         campaign,
         now,
         cap=settings.campaign_frequency_cap,
         days=settings.campaign_frequency_days,
-        quiet=_quiet(settings),
+        quiet=quiet_hours(settings),
     )
     if counts.audience == 0:
         raise EmptyAudience(
@@ -134,9 +142,53 @@ async def start(
     return counts
 
 
+def next_run(campaign: Campaign, now: datetime) -> datetime | None:
+    """The run of a recurring campaign after its current one (``scheduled_at``): the first
+    on its ``every_days`` grid later than ``now`` (runs missed while down are not
+    replayed), unless that is after ``repeat_until``."""
+    assert campaign.scheduled_at is not None
+    assert campaign.every_days is not None
+    step = timedelta(days=campaign.every_days)
+    behind = max(0, (now - campaign.scheduled_at) // step)
+    following = campaign.scheduled_at + step * (behind + 1)
+    if campaign.repeat_until is not None and following > campaign.repeat_until:
+        return None
+    return following
+
+
+async def run_recurring(
+    session: AsyncSession, campaign: Campaign, settings: Settings, now: datetime
+) -> StartCounts:
+    """This run of a recurring campaign: the audience as it is now, one message per
+    customer keyed by the run time (a run replayed writes nothing twice), and, in the
+    same transaction, the next run armed (``scheduled`` again, ``scheduled_at`` moved on)
+    — or, after the last run, ``sending`` until its messages are out, then ``completed``.
+    An empty or unreachable audience is not an error here: the next run may find people."""
+    assert campaign.scheduled_at is not None
+    counts = await CampaignRepository(session).start(
+        campaign,
+        now,
+        cap=settings.campaign_frequency_cap,
+        days=settings.campaign_frequency_days,
+        quiet=quiet_hours(settings),
+        occurrence=campaign.scheduled_at.astimezone(UTC).isoformat(),
+    )
+    following = next_run(campaign, now)
+    if following is None:
+        _mark_started(campaign, now)
+    else:
+        campaign.status = "scheduled"
+        campaign.started_at = campaign.started_at or now
+        campaign.scheduled_at = following
+        campaign.updated_at = now
+        campaign.version += 1
+    await session.flush()
+    return counts
+
+
 def _mark_started(campaign: Campaign, now: datetime) -> None:
     campaign.status = "sending"
-    campaign.started_at = now
+    campaign.started_at = campaign.started_at or now
     campaign.updated_at = now
     campaign.version += 1
 
@@ -155,8 +207,67 @@ async def on_trigger(
             now,
             cap=settings.campaign_frequency_cap,
             days=settings.campaign_frequency_days,
-            quiet=_quiet(settings),
+            quiet=quiet_hours(settings),
             customer_ids=[customer_id],
+        )
+        written += counts.audience
+    return written
+
+
+async def on_order_placed(
+    session: AsyncSession,
+    customer_id: UUID,
+    order_id: UUID,
+    placed_at: datetime,
+    settings: Settings,
+    now: datetime,
+) -> int:
+    """An order of ``customer_id``: a message of each started ``order_placed`` campaign
+    whose audience holds them, due ``delay_days`` after ``placed_at`` (``deferred`` till
+    then; consent is judged now and again when due, caps and quiet hours when due). One
+    per campaign and order: a replayed event writes nothing. Returns how many were
+    written."""
+    repo = CampaignRepository(session)
+    written = 0
+    for campaign in await repo.triggered_for("order_placed", customer_id):
+        assert campaign.delay_days is not None
+        counts = await repo.start(
+            campaign,
+            now,
+            cap=settings.campaign_frequency_cap,
+            days=settings.campaign_frequency_days,
+            quiet=quiet_hours(settings),
+            customer_ids=[customer_id],
+            occurrence=f"order:{order_id}",
+            not_before=placed_at + timedelta(days=campaign.delay_days),
+        )
+        written += counts.audience
+    return written
+
+
+async def on_task_due(
+    session: AsyncSession,
+    customer_id: UUID,
+    task_id: UUID,
+    rule_type: str | None,
+    settings: Settings,
+    now: datetime,
+) -> int:
+    """A task of ``customer_id`` fell due: a message of each started ``task_due`` campaign
+    whose audience holds them (and whose ``rule_type``, if any, is the task's rule's),
+    queued by the usual rules. One per campaign and task: announcing the task again (it
+    was rescheduled) or replaying writes nothing. Returns how many were written."""
+    repo = CampaignRepository(session)
+    written = 0
+    for campaign in await repo.triggered_for("task_due", customer_id, rule_type=rule_type):
+        counts = await repo.start(
+            campaign,
+            now,
+            cap=settings.campaign_frequency_cap,
+            days=settings.campaign_frequency_days,
+            quiet=quiet_hours(settings),
+            customer_ids=[customer_id],
+            occurrence=f"task:{task_id}",
         )
         written += counts.audience
     return written

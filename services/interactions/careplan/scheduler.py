@@ -24,6 +24,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
+from services.interactions.campaign import handlers as campaign_handlers
 from services.interactions.careplan.repository import RuleRepository
 from services.interactions.scheduling import Clock, PeriodicJob, running_job, utcnow
 from services.interactions.task.repository import TaskRepository
@@ -111,23 +112,23 @@ class CarePlanScheduler(PeriodicJob):
         while True:
             async with self.database.session() as session:
                 due = await TaskRepository(session).mark_due(now, self.batch_size)
-                await publish(
-                    session,
-                    *(
-                        TaskDue(
-                            customer_id=t.customer_id,
-                            task_id=t.task_id,
-                            title=t.title,
-                            assignee=t.assignee_id,
-                            due_at=t.due_at,
-                            source=t.source,
-                            rule_id=t.rule_id,
-                            rule_type=t.rule_type,
-                            occurs_on=t.occurs_on,
-                        )
-                        for t in due
-                    ),
-                )
+                events = [
+                    TaskDue(
+                        customer_id=t.customer_id,
+                        task_id=t.task_id,
+                        title=t.title,
+                        assignee=t.assignee_id,
+                        due_at=t.due_at,
+                        source=t.source,
+                        rule_id=t.rule_id,
+                        rule_type=t.rule_type,
+                        occurs_on=t.occurs_on,
+                    )
+                    for t in due
+                ]
+                await publish(session, *events)
+                # task_due campaigns, in the same transaction: once per task.
+                await campaign_handlers.on_tasks_due(session, events)
             total += len(due)
             if len(due) < self.batch_size:
                 return total

@@ -27,7 +27,8 @@ from services.interactions.models.base import Base
 CAMPAIGN_STATUSES = ("draft", "scheduled", "sending", "completed", "cancelled")
 CHANNELS = ("email", "sms", "webhook")
 MESSAGE_STATUSES = ("queued", "deferred", "sending", "sent", "failed", "skipped", "unconfirmed")
-SKIP_REASONS = ("no-consent", "no-address", "frequency-cap")
+SKIP_REASONS = ("no-consent", "no-address", "frequency-cap", "cancelled", "erased", "merged")
+TRIGGERS = ("segment_entered", "order_placed", "task_due")
 
 
 class Campaign(Base):
@@ -42,8 +43,22 @@ class Campaign(Base):
         CheckConstraint("channel IN ('email', 'sms', 'webhook')", name="channel_known"),
         CheckConstraint("(segment_id IS NULL) <> (customer_ids IS NULL)", name="one_audience"),
         CheckConstraint(
-            "trigger IS NULL OR (trigger = 'segment_entered' AND segment_id IS NOT NULL)",
+            "trigger IS NULL OR (trigger = 'segment_entered' AND segment_id IS NOT NULL)"
+            " OR trigger IN ('order_placed', 'task_due')",
             name="trigger_known",
+        ),
+        CheckConstraint(
+            "(delay_days IS NOT NULL) = coalesce(trigger = 'order_placed', false)"
+            " AND (delay_days IS NULL OR delay_days BETWEEN 1 AND 365)",
+            name="delay_days_known",
+        ),
+        CheckConstraint("rule_type IS NULL OR trigger = 'task_due'", name="rule_type_known"),
+        CheckConstraint(
+            "every_days IS NULL OR (every_days BETWEEN 1 AND 366 AND trigger IS NULL)",
+            name="every_days_known",
+        ),
+        CheckConstraint(
+            "repeat_until IS NULL OR every_days IS NOT NULL", name="repeat_until_recurring"
         ),
         Index("ix_campaign_status_scheduled_at", "status", "scheduled_at"),
     )
@@ -57,16 +72,33 @@ class Campaign(Base):
     subject_template: Mapped[str | None] = mapped_column(Text)
     body_template: Mapped[str] = mapped_column(Text)
     #: ``segment_entered``: once started, each customer entering the segment gets the
-    #: message (once per campaign); null: one send to the audience.
+    #: message (once per campaign); ``order_placed``: ``delay_days`` after each order of an
+    #: audience member (once per order); ``task_due``: when a care-plan task of an audience
+    #: member falls due (once per task, optionally only for ``rule_type``); null: one send
+    #: to the audience (or one per run of a recurring campaign).
     trigger: Mapped[str | None] = mapped_column(String(20))
+    delay_days: Mapped[int | None] = mapped_column(Integer)
+    rule_type: Mapped[str | None] = mapped_column(String(40))
     #: Send at this time (null with status ``scheduled``: never; ``POST …:start`` sends now).
+    #: A recurring campaign keeps its *next* run here (moved on as each run starts).
     scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Recurring: a run every this many days from the first ``scheduled_at``, while the run
+    #: time is not after ``repeat_until``.
+    every_days: Mapped[int | None] = mapped_column(Integer)
+    repeat_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, server_default="1")
+
+    @property
+    def recurrence(self) -> dict[str, Any] | None:
+        """The API's ``recurrence`` (``every_days``, ``until``) of a recurring campaign."""
+        if self.every_days is None:
+            return None
+        return {"every_days": self.every_days, "until": self.repeat_until}
 
 
 class CampaignMessage(Base):
@@ -79,14 +111,16 @@ class CampaignMessage(Base):
 
     __tablename__ = "campaign_message"
     __table_args__ = (
-        UniqueConstraint("campaign_id", "customer_id"),
+        # One message per campaign, customer and occurrence (see ``occurrence``).
+        UniqueConstraint("campaign_id", "customer_id", "occurrence"),
         CheckConstraint(
             "status IN ('queued', 'deferred', 'sending', 'sent', 'failed', 'skipped', "
             "'unconfirmed')",
             name="status_known",
         ),
         CheckConstraint(
-            "skip_reason IS NULL OR skip_reason IN ('no-consent', 'no-address', 'frequency-cap')",
+            "skip_reason IS NULL OR skip_reason IN ('no-consent', 'no-address', 'frequency-cap',"
+            " 'cancelled', 'erased', 'merged')",
             name="skip_reason_known",
         ),
         # The sender's queue: only the rows still to send are in this index.
@@ -113,6 +147,10 @@ class CampaignMessage(Base):
     id: Mapped[UUID] = mapped_column(primary_key=True)
     campaign_id: Mapped[UUID] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
     customer_id: Mapped[UUID]
+    #: What this message is the customer's one message *of*: ``''`` for a one-off send or
+    #: a ``segment_entered`` greeting, ``order:<order id>``, ``task:<task id>``, or the run
+    #: time of a recurring campaign (ISO 8601).
+    occurrence: Mapped[str] = mapped_column(String(80), server_default="")
     channel: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     skip_reason: Mapped[str | None] = mapped_column(String(16))

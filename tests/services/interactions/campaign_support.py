@@ -14,11 +14,16 @@ from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from typing import Any
 
+import httpx
 from aiosmtpd.controller import Controller
+from fastapi import FastAPI
 
+from services.interactions.campaign.sender import CampaignSender
+from services.interactions.config import Settings
 from shared.db import Database
 from shared.events import ConsentState, CustomerCreated, SegmentEntered
-from tests.services.interactions.careplan_support import deliver
+from tests.services.interactions.careplan_support import Clock, deliver
+from tests.support import bearer
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -135,3 +140,63 @@ async def seed_customer(
         events.append(SegmentEntered(customer_id=customer_id, segment_id=segment_id, entered_at=T0))
     await deliver(database, *events)
     return customer_id
+
+
+class FakeSegmentation:
+    """segmentation's ``GET /segments/{id}`` as an ``httpx.MockTransport``: the ids in
+    ``known`` exist (every id with ``everything``), others are a 404; ``down`` refuses the
+    connection. Installed on an app's segment directory before its first use."""
+
+    def __init__(self, *, everything: bool = False) -> None:
+        self.everything = everything
+        self.known: set[uuid.UUID] = set()
+        self.down = False
+        #: ``(segment id, Authorization header)`` of every request.
+        self.calls: list[tuple[str, str]] = []
+
+    def install(self, app: FastAPI) -> FakeSegmentation:
+        app.state.campaign_segments.transport = httpx.MockTransport(self._handle)
+        return self
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        segment_id = request.url.path.rsplit("/", 1)[-1]
+        self.calls.append((segment_id, request.headers.get("Authorization", "")))
+        if self.everything or uuid.UUID(segment_id) in self.known:
+            return httpx.Response(200, json={"id": segment_id, "member_count": 0})
+        return httpx.Response(
+            404,
+            json={"type": "https://rapport.dev/problems/not-found", "status": 404},
+            headers={"Content-Type": "application/problem+json"},
+        )
+
+
+def writer() -> dict[str, str]:
+    return bearer("interactions:read", "interactions:write", "customers:pii")
+
+
+async def create(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    response = await client.post("/campaigns", json={"name": "c", **body}, headers=writer())
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def start(client: httpx.AsyncClient, campaign: dict[str, Any]) -> httpx.Response:
+    return await client.post(f"/campaigns/{campaign['id']}:start", headers=writer())
+
+
+async def report(client: httpx.AsyncClient, campaign: dict[str, Any], **params: Any) -> Any:
+    response = await client.get(
+        f"/campaigns/{campaign['id']}/report", params=params, headers=writer()
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def sender(app: FastAPI, settings: Settings, at: datetime | None = None) -> CampaignSender:
+    return CampaignSender(app.state.database, settings, now=Clock(at or datetime.now(UTC)))
+
+
+def addr() -> str:
+    return f"{uuid.uuid4().hex[:10]}@example.com"

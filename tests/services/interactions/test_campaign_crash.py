@@ -25,7 +25,11 @@ from services.interactions.config import Settings
 from services.interactions.main import create_app
 from services.interactions.models import CampaignMessage
 from tests.conftest import Infra
-from tests.services.interactions.campaign_support import SmtpServer, seed_customer
+from tests.services.interactions.campaign_support import (
+    FakeSegmentation,
+    SmtpServer,
+    seed_customer,
+)
 from tests.support import api_client, bearer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -43,7 +47,7 @@ def slow_smtp() -> Iterator[SmtpServer]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def app(make_settings: Any) -> FastAPI:
-    return create_app(
+    app = create_app(
         make_settings(
             Settings,
             sla_scheduler_enabled=False,
@@ -53,6 +57,8 @@ async def app(make_settings: Any) -> FastAPI:
             campaign_quiet_end="00:00",
         )
     )
+    FakeSegmentation(everything=True).install(app)  # segments here exist
+    return app
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -72,6 +78,9 @@ def start_sender(infra: Infra, smtp: SmtpServer, log: Path) -> subprocess.Popen[
         "INTERACTIONS_CAMPAIGN_SENDER_CONCURRENCY": "3",
         "INTERACTIONS_CAMPAIGN_SEND_LEASE_S": "2",
         "INTERACTIONS_CAMPAIGN_RATE_PER_S": "1000",
+        # Quiet hours off here too: the sender judges them again when a message is due.
+        "INTERACTIONS_CAMPAIGN_QUIET_START": "00:00",
+        "INTERACTIONS_CAMPAIGN_QUIET_END": "00:00",
     }
     with log.open("ab") as out:
         return subprocess.Popen(

@@ -18,9 +18,19 @@ from services.interactions.main import create_app
 from services.interactions.models import CampaignMessage, Interaction
 from shared.errors import PROBLEM_JSON
 from shared.events import CustomerConsentChanged, OrderPlaced, SegmentEntered, SegmentExited
-from tests.services.interactions.campaign_support import SmtpServer, seed_customer
+from tests.services.interactions.campaign_support import (
+    FakeSegmentation,
+    SmtpServer,
+    addr,
+    create,
+    report,
+    seed_customer,
+    sender,
+    start,
+    writer,
+)
 from tests.services.interactions.careplan_support import Clock, deliver, outbox_events
-from tests.support import api_client, bearer
+from tests.support import api_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -60,43 +70,15 @@ def settings(make_settings: Any, smtp: SmtpServer) -> Settings:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def app(settings: Settings) -> FastAPI:
-    return create_app(settings)
+    app = create_app(settings)
+    FakeSegmentation(everything=True).install(app)  # segments here exist
+    return app
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(app) as c:
         yield c
-
-
-def writer() -> dict[str, str]:
-    return bearer("interactions:read", "interactions:write", "customers:pii")
-
-
-async def create(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
-    response = await client.post("/campaigns", json={"name": "c", **body}, headers=writer())
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-async def start(client: httpx.AsyncClient, campaign: dict[str, Any]) -> httpx.Response:
-    return await client.post(f"/campaigns/{campaign['id']}:start", headers=writer())
-
-
-async def report(client: httpx.AsyncClient, campaign: dict[str, Any], **params: Any) -> Any:
-    response = await client.get(
-        f"/campaigns/{campaign['id']}/report", params=params, headers=writer()
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def sender(app: FastAPI, settings: Settings, at: datetime | None = None) -> CampaignSender:
-    return CampaignSender(app.state.database, settings, now=Clock(at or datetime.now(UTC)))
-
-
-def addr() -> str:
-    return f"{uuid.uuid4().hex[:10]}@example.com"
 
 
 class TestCampaignApi:
@@ -372,7 +354,14 @@ class TestSending:
             "completed",
             3,
             2,
-            {"no-consent": 1, "no-address": 0, "frequency-cap": 0},
+            {
+                "no-consent": 1,
+                "no-address": 0,
+                "frequency-cap": 0,
+                "cancelled": 0,
+                "erased": 0,
+                "merged": 0,
+            },
         )
 
     async def test_a_consent_withdrawn_after_the_start_stops_the_message(
