@@ -21,7 +21,7 @@ from services.interactions.models import Campaign
 from services.interactions.models.base import Base, customer_scope
 from shared.auth import PrincipalDep, require_scopes
 from shared.db import SessionDep
-from shared.errors import NotFound, PreconditionFailed, problem_responses
+from shared.errors import Forbidden, NotFound, PreconditionFailed, problem_responses
 from shared.etag import ETAG_RESPONSE, IfMatch
 from shared.idempotency import IdempotencyKeyHeader, claim_key
 from shared.pagination import CursorDep, CursorPage
@@ -97,11 +97,27 @@ CampaignDep = Annotated[Campaign, Depends(_campaign_or_404)]
 LockedCampaignDep = Annotated[Campaign, Depends(_locked_campaign_or_404)]
 
 
+def _whole_base(principal: PrincipalDep) -> None:
+    """A campaign messages a whole segment (or a list) and its triggers keep adding
+    recipients: only a caller whose data scope is every customer may create, change or start
+    one. A caller limited to its own or its team's customers (a sales rep) gets a ``403``;
+    it works those customers one by one instead."""
+    if principal.scope_mode != "all":
+        raise Forbidden(
+            f"campaigns reach customers beyond your data scope ({principal.scope_mode}); "
+            "creating, changing or starting one needs the data scope 'all'"
+        )
+
+
+#: What every campaign write requires.
+_WRITER = [Depends(require_scopes("interactions:write")), Depends(_whole_base)]
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a campaign (draft)",
-    dependencies=[Depends(require_scopes("interactions:write"))],
+    dependencies=_WRITER,
     responses={201: ETAG_RESPONSE, **problem_responses(401, 403, 413, 422, 503)},
 )
 async def create_campaign(
@@ -182,7 +198,7 @@ async def get_campaign(campaign: CampaignDep, response: Response) -> CampaignRea
 @router.put(
     "/{campaign_id}",
     summary="Replace a campaign",
-    dependencies=[Depends(require_scopes("interactions:write"))],
+    dependencies=_WRITER,
     responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 409, 412, 422, 503)},
 )
 async def replace_campaign(
@@ -211,7 +227,7 @@ async def replace_campaign(
 @router.post(
     "/{campaign_id}:start",
     summary="Start (or schedule) a campaign",
-    dependencies=[Depends(require_scopes("interactions:write"))],
+    dependencies=_WRITER,
     responses={200: ETAG_RESPONSE, **problem_responses(401, 403, 404, 409, 412, 422)},
 )
 async def start_campaign(

@@ -30,7 +30,7 @@ from tests.services.interactions.campaign_support import (
     writer,
 )
 from tests.services.interactions.careplan_support import Clock, deliver, outbox_events
-from tests.support import api_client
+from tests.support import api_client, bearer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -124,6 +124,29 @@ class TestCampaignApi:
         assert stale.status_code == 412
         listed = await client.get("/campaigns", params={"status": "draft"}, headers=writer())
         assert created["id"] in [c["id"] for c in listed.json()["items"]]
+
+    async def test_only_a_caller_who_sees_every_customer_writes_campaigns(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        created = await create(client, channel="sms", customer_ids=[str(uuid.uuid4())], body="x")
+        rep = bearer("interactions:read", "interactions:write", scope_mode="team", team="north")
+        body = {"name": "mine", "channel": "sms", "customer_ids": [str(uuid.uuid4())], "body": "x"}
+        answers = [
+            await client.post("/campaigns", json=body, headers=rep),
+            await client.put(f"/campaigns/{created['id']}", json=body, headers=rep),
+            await client.post(f"/campaigns/{created['id']}:start", headers=rep),
+        ]
+        assert [a.status_code for a in answers] == [403, 403, 403]
+        assert answers[0].json()["detail"] == (
+            "campaigns reach customers beyond your data scope (team); creating, changing or "
+            "starting one needs the data scope 'all'"
+        )
+        read = await client.get(f"/campaigns/{created['id']}", headers=rep)
+        assert (read.status_code, read.json()["status"], read.json()["version"]) == (
+            200,
+            "draft",
+            1,
+        )
 
     async def test_a_retried_create_with_the_same_idempotency_key_creates_once(
         self, client: httpx.AsyncClient
