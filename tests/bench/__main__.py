@@ -1,6 +1,7 @@
 """``make bench``: run every benchmark and print its figures."""
 
 import asyncio
+import os
 from pathlib import Path
 
 from tests.bench import (
@@ -40,5 +41,8 @@ if __name__ == "__main__":
     print()
     print("summary")
     print(table.render())
-    written = table.write(Path(__file__).resolve().parents[2] / ".rapport" / "bench" / "results")
+    results = os.environ.get("BENCH_RESULTS_DIR") or (
+        Path(__file__).resolve().parents[2] / ".rapport" / "bench" / "results"
+    )
+    written = table.write(Path(results))
     print(f"(also written to {written})")

@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".rapport" / "bench"
 TOPIC = "rapport.customer.v1"
 RATE = 1_000
-LATENCY_SECONDS = 8
-BACKLOG = 60_000
+LATENCY_SECONDS = float(os.environ.get("BENCH_OUTBOX_SECONDS", "8"))
+BACKLOG = int(os.environ.get("BENCH_OUTBOX_BACKLOG", "60000"))
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -67,13 +67,9 @@ class _AckTimes:
         self._producer = producer
         self.acked: dict[str, float] = {}
 
-    async def ensure_started(self) -> AIOKafkaProducer:
-        return await self._producer.ensure_started()
-
-    @property
-    def client(self) -> Any:
+    async def ensure_started(self) -> Any:
         outer = self
-        real = self._producer.client
+        real = await self._producer.ensure_started()
 
         class Client:
             async def send(self, topic: str, **kwargs: Any) -> asyncio.Future[Any]:
@@ -84,7 +80,13 @@ class _AckTimes:
                 )
                 return future
 
+            async def replace(self, reason: BaseException) -> None:
+                await outer._producer.replace(real, reason)
+
         return Client()
+
+    async def replace(self, failed: Any, reason: BaseException) -> None:
+        await failed.replace(reason)
 
 
 async def _paced(rate: int, seconds: float, action: Callable[[int], Awaitable[None]]) -> None:
