@@ -99,6 +99,8 @@ def wiring_env(ports: Mapping[str, int], host: str = "127.0.0.1") -> dict[str, s
     }
     if "segmentation" in url:  # campaigns check their segment there
         env["INTERACTIONS_SEGMENTATION_URL"] = url["segmentation"]
+    if "gateway" in url:  # campaign e-mails link to the tracking route of the public door
+        env["INTERACTIONS_CAMPAIGN_TRACKING_BASE_URL"] = f"{url['gateway']}/api/v1/campaign-links"
     return env
 
 

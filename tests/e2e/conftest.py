@@ -16,18 +16,20 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from gateway.auth.dev import mint_dev_token
 from gateway.config import Settings as GatewaySettings
 from shared.standard_webhooks import sign
 from tests.conftest import Infra
+from tests.services.interactions.campaign_support import SmtpServer
 from tests.support import ProcessStack, process_stack
 
 T = TypeVar("T")
@@ -104,11 +106,25 @@ async def eventually(
         await asyncio.sleep(0.25)
 
 
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpServer]:
+    """The SMTP server campaign e-mail goes to (a real one, on localhost)."""
+    with SmtpServer() as server:
+        yield server
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def world(infra: Infra, tmp_path_factory: Any) -> AsyncIterator[World]:
+async def world(infra: Infra, tmp_path_factory: Any, smtp: SmtpServer) -> AsyncIterator[World]:
     work_dir: Path = tmp_path_factory.mktemp("e2e")
+    env = {
+        "INTERACTIONS_SMTP_PORT": str(smtp.port),
+        "INTERACTIONS_CAMPAIGN_SENDER_INTERVAL_S": "0.5",
+        # no quiet hours (start = end): the journey must not depend on the time of day
+        "INTERACTIONS_CAMPAIGN_QUIET_START": "00:00",
+        "INTERACTIONS_CAMPAIGN_QUIET_END": "00:00",
+    }
     async with (
-        process_stack(infra, work_dir, prefix="rapport_e2e") as stack,
+        process_stack(infra, work_dir, prefix="rapport_e2e", env=env) as stack,
         httpx.AsyncClient(base_url=stack.gateway, timeout=20.0) as client,
     ):
         world = World(

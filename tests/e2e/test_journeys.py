@@ -7,7 +7,8 @@ a. a sales rep creates two profiles of Wei, finds the duplicate and merges it;
 b. the partner shop posts signed order and call webhooks that land on the survivor;
 c. support opens a ticket, resolves it and records a CSAT answer;
 d. marketing defines "repeat buyers" and sees Wei enter on the second order and leave when
-   that order is cancelled;
+   that order is cancelled; then mails Wei a campaign (a real SMTP server receives it) and
+   Wei unsubscribes with one click, which withdraws the consent in customer360;
 e. the 360 view and the timeline show all of it;
 f. a privacy erase removes Wei everywhere.
 
@@ -17,6 +18,7 @@ asserted exactly.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -26,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import World, eventually
+from tests.services.interactions.campaign_support import SmtpServer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.asyncio(loop_scope="session")]
 
@@ -326,14 +329,81 @@ async def test_d_marketing_sees_a_customer_enter_and_leave_a_segment(world: Worl
     world.facts.update(segment=segment)
 
 
+async def test_d2_marketing_mails_a_campaign_and_wei_unsubscribes(
+    world: World, smtp: SmtpServer
+) -> None:
+    c, marketing, a = world.client, world.marketing, world.facts["customer"]
+    wei = {"wei.zhang@example.com", "wei.zhang@shop.example"}
+    consented = await c.patch(
+        f"/customers/{a}",
+        json={"consent": {"email": {"granted": True, "source": "signup-form"}}},
+        headers=world.sales,
+    )
+    assert consented.status_code == 200, consented.text
+    created = await c.post(
+        "/campaigns",
+        json={
+            "name": "Thank you",
+            "channel": "email",
+            "customer_ids": [a],
+            "subject": "Thank you, {{ customer.display_name }}",
+            "body": "Dear {{ customer.display_name }}, thank you for your orders.",
+        },
+        headers=marketing,
+    )
+    assert created.status_code == 201, created.text
+    campaign = created.json()["id"]
+    # consent travels customer360 → interactions as an event: start once it has arrived
+    started = await eventually(
+        lambda: c.post(f"/campaigns/{campaign}:start", headers=marketing),
+        lambda r: r.status_code == 200,
+        "the campaign starting once interactions knows Wei's e-mail consent",
+    )
+    assert (started.json()["audience"], started.json()["queued"]) == (1, 1)
+
+    received = await eventually(
+        partial(asyncio.to_thread, lambda: [r for r in smtp.inbox.received if set(r.to) & wei]),
+        lambda got: len(got) == 1,
+        "the e-mail at the SMTP server",
+    )
+    (mail,) = received
+    assert mail.subject == "Thank you, Wei Zhang"
+    assert mail.body.startswith("Dear Wei Zhang, thank you for your orders.")
+    unsubscribe = mail.message["List-Unsubscribe"].strip("<>")
+    assert unsubscribe.startswith(f"{world.stack.root}/api/v1/campaign-links/")
+
+    # one click, as a mail client does it (RFC 8058): no credentials, the link is signed
+    clicked = await c.post(
+        unsubscribe,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert clicked.status_code == 200, clicked.text
+    profile = await eventually(
+        lambda: c.get(f"/customers/{a}", headers=world.sales),
+        lambda r: r.status_code == 200 and not r.json()["consent"]["email"]["granted"],
+        "the unsubscribe withdrawing Wei's e-mail consent in customer360",
+    )
+    assert profile.json()["consent"]["email"]["source"] is not None
+    figures = await eventually(
+        lambda: c.get(f"/campaigns/{campaign}/report", headers=marketing),
+        lambda r: r.status_code == 200 and r.json()["unsubscribed"] == 1,
+        "the report counting the unsubscribe",
+    )
+    assert (figures.json()["audience"], figures.json()["sent"]) == (1, 1)
+
+
 EXPECTED_TIMELINE = Counter(
     {
         "profile.created": 2,
-        "profile.updated": 1,  # the survivor gained the duplicate's identities
+        # the survivor gained the duplicate's identities; consent given, then withdrawn
+        "profile.updated": 3,
+        "consent.changed": 2,
         "customer.merged": 1,
         "order.placed": 2,
         "order.status_changed": 1,
         "interaction.call": 1,
+        "interaction.message": 1,  # the campaign e-mail, outbound
         "ticket.opened": 1,
         "ticket.resolved": 1,
         "survey.csat": 1,
@@ -370,12 +440,21 @@ async def test_e_the_360_view_and_timeline_show_it_all(world: World) -> None:
     assert sorted(profile["emails"]) == ["wei.zhang@example.com", "wei.zhang@shop.example"]
     assert (aggregates["order_count"], aggregates["spend"]) == (1, {"EUR": "25.80"})
     assert aggregates["average_order_value"] == {"EUR": "25.80"}
-    assert aggregates["last_interaction_channel"] == "call"
+    assert aggregates["last_interaction_channel"] == "email"  # the campaign's
     assert (aggregates["open_tickets"], aggregates["csat_average"]) == (0, 4.0)
     assert aggregates["csat_count"] == 1
     assert aggregates["segment_ids"] == []
-    (updated,) = [e for e in entries if e["kind"] == "profile.updated"]
-    assert updated["data"] == {"fields": ["emails", "external_ids", "tags"], "actor": "rep-li"}
+    updates = [e["data"] for e in entries if e["kind"] == "profile.updated"]
+    assert updates == [  # newest first
+        {"fields": ["consent"], "actor": "interactions-campaigns"},
+        {"fields": ["consent"], "actor": "rep-li"},
+        {"fields": ["emails", "external_ids", "tags"], "actor": "rep-li"},
+    ]
+    consents = [e["data"] for e in entries if e["kind"] == "consent.changed"]
+    assert [(d["granted"], d["source"], d["actor"]) for d in consents] == [
+        (False, "unsubscribe", "interactions-campaigns"),
+        (True, "signup-form", "rep-li"),
+    ]
     # newest first, and the latest entries are the 360 view's
     times = [e["occurred_at"] for e in entries]
     assert [datetime.fromisoformat(t) for t in times] == sorted(
@@ -413,16 +492,15 @@ async def test_f_a_privacy_erase_removes_the_person_everywhere(world: World) -> 
         ("1001", "25.80"),
         ("1002", "12.90"),
     ]
-    # interactions keep that the call happened, not what was said
-    calls = await eventually(
+    # interactions keep that the call and the campaign e-mail happened, not what was said
+    touches = await eventually(
         lambda: c.get("/interactions", params={"customer_id": a}, headers=world.admin),
         lambda r: r.status_code == 200 and all(i["summary"] is None for i in r.json()["items"]),
         "interactions scrubbed",
     )
-    ((channel, kind, subject, metadata),) = [
-        (i["channel"], i["kind"], i["subject"], i["metadata"]) for i in calls.json()["items"]
-    ]
-    assert (channel, kind, subject, metadata) == ("call", "call", None, {})
+    assert sorted(
+        (i["channel"], i["kind"], i["subject"], i["metadata"]) for i in touches.json()["items"]
+    ) == [("call", "call", None, {}), ("email", "message", None, {})]
     ticket = await eventually(
         lambda: c.get(f"/tickets/{world.facts['ticket']}", headers=world.admin),
         lambda r: r.status_code == 200 and r.json()["title"] == "[erased]",
