@@ -391,6 +391,13 @@ async def test_d2_marketing_mails_a_campaign_and_wei_unsubscribes(
         "the report counting the unsubscribe",
     )
     assert (figures.json()["audience"], figures.json()["sent"]) == (1, 1)
+    # the timeline shows the e-mail as sent, without Wei's signed unsubscribe link
+    touches = await c.get("/interactions", params={"customer_id": a}, headers=world.admin)
+    (sent,) = [i for i in touches.json()["items"] if i["channel"] == "email"]
+    assert (sent["direction"], sent["subject"]) == ("outbound", "Thank you, Wei Zhang")
+    assert sent["summary"] == (
+        "Dear Wei Zhang, thank you for your orders.\n\n--\nUnsubscribe: [unsubscribe link]\n"
+    )
 
 
 EXPECTED_TIMELINE = Counter(

@@ -270,6 +270,10 @@ class CampaignSender(PeriodicJob):
         except PermanentFailure as exc:
             self.failed += 1
             return _Outcome(message, campaign, {"status": "failed", "last_error": str(exc)})
+        # The timeline keeps what was said, not the recipient's signed unsubscribe link (with
+        # it, anyone reading the timeline could unsubscribe the customer).
+        if unsubscribe_url:
+            body = body.replace(unsubscribe_url, "[unsubscribe link]")
         return _Outcome(message, campaign, {"status": "sent"}, sent=(out.address, subject, body))
 
     async def _record(self, session: AsyncSession, outcome: _Outcome) -> bool:
