@@ -199,7 +199,7 @@ def _load(stack: Stack, part: str, token: str, scheme: str = "HTTPBearer") -> An
                 "enabled": True,
                 # A body over the size cap is refused before it is parsed, with the documented
                 # 413 problem: a string just past a 100,000-character ``maxLength`` is > 1 MiB
-                # once JSON-escaped (``\uXXXX`` escapes), so that is the rejection it gets.
+                # once JSON-escaped (six-byte ``\u`` escapes), so that is the rejection it gets.
                 "negative_data_rejection": {"expected-statuses": NEGATIVE_REJECTIONS},
             },
             "auth": {"openapi": {scheme: {"bearer": token}}},
