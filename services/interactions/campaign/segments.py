@@ -22,8 +22,8 @@ from uuid import UUID
 
 import httpx
 
-from shared.auth import Principal, mint_internal_token
 from shared.errors import ServiceUnavailable, UnprocessableEntity
+from shared.service_client import ServiceClient
 
 __all__ = ["SegmentDirectory", "SegmentationUnavailable", "UnknownSegment"]
 
@@ -40,43 +40,14 @@ class SegmentationUnavailable(ServiceUnavailable):
     """segmentation could not say whether the segment exists."""
 
 
-class SegmentDirectory:
-    def __init__(
-        self,
-        base_url: str,
-        secret: str,
-        *,
-        timeout_s: float = 5.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._secret = secret
-        self._timeout = httpx.Timeout(timeout_s)
-        #: Tests put an ``httpx.MockTransport`` (or segmentation in-process) here.
-        self.transport = transport
-        self._client: httpx.AsyncClient | None = None
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout, transport=self.transport)
-        return self._client
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
+class SegmentDirectory(ServiceClient):
     async def check(self, segment_id: UUID) -> None:
         """Returns if segmentation knows ``segment_id``; raises :class:`UnknownSegment` if
         it does not, :class:`SegmentationUnavailable` if it cannot tell."""
-        token = mint_internal_token(
-            Principal(subject="interactions-campaigns", kind="service", scopes=_SCOPES),
-            self._secret,
-        )
         try:
             response = await self._http().get(
                 f"{self.base_url}/segments/{segment_id}",
-                headers={"Authorization": f"Bearer {token}"},
+                headers=self._auth("interactions-campaigns", _SCOPES),
             )
         except httpx.HTTPError as exc:
             problem = f"{type(exc).__name__}: {exc}"

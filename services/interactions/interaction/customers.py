@@ -18,7 +18,7 @@ from uuid import UUID
 
 import httpx
 
-from shared.auth import Principal, mint_internal_token
+from shared.service_client import ServiceClient
 
 __all__ = ["CustomerResolver", "ResolverUnavailable", "current_resolver", "use_resolver"]
 
@@ -34,7 +34,7 @@ class ResolverUnavailable(ConnectionError):
     ever dead-lettering the event (as for a database that is down)."""
 
 
-class CustomerResolver:
+class CustomerResolver(ServiceClient):
     def __init__(
         self,
         base_url: str,
@@ -44,23 +44,8 @@ class CustomerResolver:
         attempts: int = 3,
         mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._secret = secret
-        self._timeout = httpx.Timeout(timeout_s)
+        super().__init__(base_url, secret, timeout_s=timeout_s, mounts=mounts)
         self._attempts = attempts
-        #: Routes URLs to other transports (tests run customer360 in-process).
-        self.mounts = mounts
-        self._client: httpx.AsyncClient | None = None
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout, mounts=self.mounts)
-        return self._client
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     async def resolve(
         self, identity: dict[str, str], *, create: bool, display_name: str | None = None
@@ -68,10 +53,7 @@ class CustomerResolver:
         """The customer owning ``identity`` (``{"email": …}`` or ``{"phone": …}``); a new
         prospect when ``create``; ``None`` when nobody owns it or the value is not a valid
         e-mail/phone. Raises :class:`ResolverUnavailable` when customer360 cannot answer."""
-        token = mint_internal_token(
-            Principal(subject="interactions-webhooks", kind="service", scopes=_SCOPES),
-            self._secret,
-        )
+        auth = self._auth("interactions-webhooks", _SCOPES)
         body: dict[str, object] = {**identity, "create": create}
         if display_name and create:
             body["display_name"] = display_name
@@ -81,7 +63,7 @@ class CustomerResolver:
                 response = await self._http().post(
                     f"{self.base_url}/customers:resolve",
                     json=body,
-                    headers={"Authorization": f"Bearer {token}"},
+                    headers=auth,
                 )
             except httpx.HTTPError as exc:
                 problem = f"{exc.__class__.__name__}: {exc}"
@@ -102,14 +84,10 @@ class CustomerResolver:
     async def exists(self, customer_id: UUID) -> bool:
         """Whether customer360 knows ``customer_id`` (a merged-away id counts: it resolves
         to its survivor). Raises :class:`ResolverUnavailable` when it cannot answer."""
-        token = mint_internal_token(
-            Principal(subject="interactions", kind="service", scopes=frozenset({"customers:read"})),
-            self._secret,
-        )
         try:
             response = await self._http().get(
                 f"{self.base_url}/customers/{customer_id}",
-                headers={"Authorization": f"Bearer {token}"},
+                headers=self._auth("interactions", frozenset({"customers:read"})),
             )
         except httpx.HTTPError as exc:
             raise ResolverUnavailable(f"{exc.__class__.__name__}: {exc}") from None
