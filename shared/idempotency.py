@@ -4,8 +4,8 @@ Each part that accepts the header adds the ``idempotency_key`` table to its meta
 (:func:`idempotency_table`). A create then runs::
 
     claim = await claim_key(session, table, principal.subject, key, fingerprint)
-    if claim.replay is not None:
-        return claim.replay            # the stored status and body, nothing written
+    if (replayed := claim.replayed()) is not None:
+        return replayed                # the stored status and body, nothing written
     ... do the work in the same session ...
     await claim.complete(status_code, body)
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Header
+from fastapi.responses import JSONResponse
 from sqlalchemy import (
     Column,
     DateTime,
@@ -83,6 +84,17 @@ class KeyClaim:
     key: str | None
     #: The stored ``(status_code, body)`` when this is a retry of a finished request.
     replay: tuple[int, Any] | None = None
+
+    def replayed(self, *, etag: bool = False) -> JSONResponse | None:
+        """The stored answer of a retried request, marked ``Idempotent-Replayed: true`` (with
+        the ``ETag`` of its stored ``version`` when ``etag``); ``None`` for a first request."""
+        if self.replay is None:
+            return None
+        status_code, stored = self.replay
+        headers = {"Idempotent-Replayed": "true"}
+        if etag:
+            headers["ETag"] = f'"{stored["version"]}"'
+        return JSONResponse(stored, status_code=status_code, headers=headers)
 
     async def complete(self, status_code: int, response: Any) -> None:
         """Store the answer with the key (in the caller's transaction)."""

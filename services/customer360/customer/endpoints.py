@@ -4,7 +4,6 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 from sqlalchemy.orm.exc import StaleDataError
 
 from services.customer360.customer import identity, service
@@ -83,13 +82,8 @@ async def create_customer(
         operation=f"create_customer:{on_conflict}",
         payload=body.model_dump(mode="json", exclude_unset=True),
     )
-    if claim.replay is not None:
-        status_code, stored = claim.replay
-        return JSONResponse(  # type: ignore[return-value]
-            stored,
-            status_code=status_code,
-            headers={"ETag": f'"{stored["version"]}"', "Idempotent-Replayed": "true"},
-        )
+    if (replayed := claim.replayed(etag=True)) is not None:
+        return replayed  # type: ignore[return-value]
     settings = request.app.state.settings
     try:
         customer = await service.create_customer(

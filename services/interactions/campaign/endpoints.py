@@ -3,7 +3,6 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from services.interactions.campaign import service
 from services.interactions.campaign.repository import CampaignRepository
@@ -144,13 +143,8 @@ async def create_campaign(
         operation="create_campaign",
         payload=body.model_dump(mode="json", exclude_unset=True),
     )
-    if claim.replay is not None:
-        status_code, stored = claim.replay
-        return JSONResponse(  # type: ignore[return-value]
-            stored,
-            status_code=status_code,
-            headers={"ETag": f'"{stored["version"]}"', "Idempotent-Replayed": "true"},
-        )
+    if (replayed := claim.replayed(etag=True)) is not None:
+        return replayed  # type: ignore[return-value]
     now = _now()
     campaign = Campaign(
         status="draft", created_by=principal.subject, created_at=now, updated_at=now, version=1

@@ -3,7 +3,6 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
-from fastapi.responses import JSONResponse
 
 from services.interactions.models import SurveyResponse
 from services.interactions.models.base import Base, customer_scope
@@ -58,11 +57,8 @@ async def record_response(
         operation="record_survey_response",
         payload=body.model_dump(mode="json", exclude_unset=True),
     )
-    if claim.replay is not None:
-        status_code, stored = claim.replay
-        return JSONResponse(  # type: ignore[return-value]
-            stored, status_code=status_code, headers={"Idempotent-Replayed": "true"}
-        )
+    if (replayed := claim.replayed()) is not None:
+        return replayed  # type: ignore[return-value]
     row = await SurveyRepository(session).add(
         SurveyResponse(
             customer_id=body.customer_id,

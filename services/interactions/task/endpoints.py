@@ -3,7 +3,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
-from fastapi.responses import JSONResponse
 
 from services.interactions.models.base import Base, customer_scope
 from services.interactions.task import service
@@ -58,13 +57,8 @@ async def create_task(
         operation="create_task",
         payload=body.model_dump(mode="json", exclude_unset=True),
     )
-    if claim.replay is not None:
-        status_code, stored = claim.replay
-        return JSONResponse(  # type: ignore[return-value]
-            stored,
-            status_code=status_code,
-            headers={"ETag": f'"{stored["version"]}"', "Idempotent-Replayed": "true"},
-        )
+    if (replayed := claim.replayed(etag=True)) is not None:
+        return replayed  # type: ignore[return-value]
     task = await service.create_task(session, body, principal, _now())
     read = TaskRead.for_principal(task, principal)
     await claim.complete(status.HTTP_201_CREATED, read.model_dump(mode="json"))

@@ -3,7 +3,6 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
-from fastapi.responses import JSONResponse
 
 from services.interactions.models import SlaPolicy
 from services.interactions.models.base import Base, customer_scope
@@ -74,13 +73,8 @@ async def open_ticket(
         operation="open_ticket",
         payload=body.model_dump(mode="json", exclude_unset=True),
     )
-    if claim.replay is not None:
-        status_code, stored = claim.replay
-        return JSONResponse(  # type: ignore[return-value]
-            stored,
-            status_code=status_code,
-            headers={"ETag": f'"{stored["version"]}"', "Idempotent-Replayed": "true"},
-        )
+    if (replayed := claim.replayed(etag=True)) is not None:
+        return replayed  # type: ignore[return-value]
     ticket = await service.open_ticket(session, body, _now())
     # Keys are per principal, so the stored answer is already this caller's (masked) view.
     read = TicketRead.for_principal(ticket, principal)

@@ -4,7 +4,6 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from services.orders.customers import ensure_visible
@@ -212,9 +211,8 @@ async def create_deal(
         operation="create_deal",
         payload=body.model_dump(mode="json", exclude_unset=True),
     )
-    if claim.replay is not None:
-        code, stored = claim.replay
-        return JSONResponse(stored, status_code=code, headers={"Idempotent-Replayed": "true"})  # type: ignore[return-value]
+    if (replayed := claim.replayed()) is not None:
+        return replayed  # type: ignore[return-value]
     deal = await service.create_deal(session, body, principal)
     read = _etag(deal, response)
     await claim.complete(status.HTTP_201_CREATED, read.model_dump(mode="json"))

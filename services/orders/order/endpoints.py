@@ -3,7 +3,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response, status
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from services.orders.customers import ensure_visible
@@ -80,9 +79,8 @@ async def create_order(
         operation="create_order",
         payload=body.model_dump(mode="json", exclude_unset=True),
     )
-    if claim.replay is not None:
-        code, stored = claim.replay
-        return JSONResponse(stored, status_code=code, headers={"Idempotent-Replayed": "true"})  # type: ignore[return-value]
+    if (replayed := claim.replayed()) is not None:
+        return replayed  # type: ignore[return-value]
     order = await service.create_order(session, body, principal)
     read = OrderRead.model_validate(order)
     await claim.complete(status.HTTP_201_CREATED, read.model_dump(mode="json"))

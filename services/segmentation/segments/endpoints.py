@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from services.segmentation.models import idempotency
 from services.segmentation.segments import service
@@ -117,11 +117,8 @@ async def create_segment(
         operation="create_segment",
         payload=body.model_dump(mode="json"),
     )
-    if claim.replay is not None:
-        status_code, stored = claim.replay
-        return JSONResponse(  # type: ignore[return-value]
-            stored, status_code=status_code, headers={"Idempotent-Replayed": "true"}
-        )
+    if (replayed := claim.replayed()) is not None:
+        return replayed  # type: ignore[return-value]
     segment, recomputed = await service.create(session, body, principal, _now())
     written = _written(segment, recomputed)
     await claim.complete(status.HTTP_201_CREATED, written.model_dump(mode="json"))
