@@ -10,7 +10,7 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from email.message import EmailMessage, Message
 from typing import Any
 
@@ -26,6 +26,34 @@ from tests.services.interactions.careplan_support import Clock, deliver
 from tests.support import bearer
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+#: Quiet hours four hours wide, from five to nine hours after this hour (UTC), on whole
+#: hours: a customer at UTC+7 is inside them, one in UTC is not, for the next two hours
+#: whatever the minute this module is imported (collection may precede the test by minutes,
+#: across an hour boundary).
+_NOW = datetime.now(UTC)
+QUIET_START = time((_NOW.hour + 5) % 24)
+QUIET_END = time((_NOW.hour + 9) % 24)
+QUIET_TZ = "Etc/GMT-7"  # POSIX sign: UTC+7
+
+
+def campaign_settings(make_settings: Any, smtp: SmtpServer, **overrides: Any) -> Settings:
+    """interactions for campaign tests: the sender driven by the test (one connection), the
+    schedulers off, a cap of 1 per 7 days, the quiet hours above, no tracking links."""
+    values: dict[str, Any] = {
+        "sla_scheduler_enabled": False,
+        "care_plan_scheduler_enabled": False,
+        "campaign_sender_enabled": False,
+        "campaign_sender_concurrency": 1,  # the test's one bound connection
+        "smtp_port": smtp.port,
+        "campaign_frequency_cap": 1,
+        "campaign_frequency_days": 7,
+        "campaign_quiet_start": QUIET_START.strftime("%H:%M"),
+        "campaign_quiet_end": QUIET_END.strftime("%H:%M"),
+        "campaign_tracking_base_url": "",  # exact bodies; tracking has its own tests
+        **overrides,
+    }
+    return make_settings(Settings, **values)  # type: ignore[no-any-return]
 
 
 @dataclass

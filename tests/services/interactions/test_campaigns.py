@@ -1,6 +1,6 @@
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,9 +19,12 @@ from services.interactions.models import CampaignMessage, Interaction
 from shared.errors import PROBLEM_JSON
 from shared.events import CustomerConsentChanged, OrderPlaced, SegmentEntered, SegmentExited
 from tests.services.interactions.campaign_support import (
+    QUIET_END,
+    QUIET_TZ,
     FakeSegmentation,
     SmtpServer,
     addr,
+    campaign_settings,
     create,
     report,
     seed_customer,
@@ -34,15 +37,6 @@ from tests.support import api_client, bearer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-#: Quiet hours four hours wide, from five to nine hours after this hour (UTC), on whole
-#: hours: a customer at UTC+7 is inside them, one in UTC is not, for the next two hours
-#: whatever the minute this module is imported (collection may precede the test by minutes,
-#: across an hour boundary).
-_NOW = datetime.now(UTC)
-QUIET_START = time((_NOW.hour + 5) % 24)
-QUIET_END = time((_NOW.hour + 9) % 24)
-QUIET_TZ = "Etc/GMT-7"  # POSIX sign: UTC+7
-
 
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[SmtpServer]:
@@ -52,20 +46,7 @@ def smtp() -> Iterator[SmtpServer]:
 
 @pytest.fixture(scope="module")
 def settings(make_settings: Any, smtp: SmtpServer) -> Settings:
-    return make_settings(  # type: ignore[no-any-return]
-        Settings,
-        sla_scheduler_enabled=False,
-        care_plan_scheduler_enabled=False,
-        campaign_sender_enabled=False,
-        campaign_sender_concurrency=1,  # the test's one bound connection
-        smtp_port=smtp.port,
-        campaign_frequency_cap=1,
-        campaign_frequency_days=7,
-        campaign_quiet_start=QUIET_START.strftime("%H:%M"),
-        campaign_quiet_end=QUIET_END.strftime("%H:%M"),
-        campaign_retry_backoff_s=60,
-        campaign_tracking_base_url="",  # exact bodies here; tracking has its own tests
-    )
+    return campaign_settings(make_settings, smtp, campaign_retry_backoff_s=60)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
