@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from shared.db import UNAVAILABLE_ERRORS, database_unavailable
+from shared.db import UNAVAILABLE_ERRORS, database_unavailable, lost_a_race
 
 __all__ = [
     "PROBLEM_JSON",
@@ -364,6 +364,18 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     if database_unavailable(exc):
         return await _unavailable(request, exc)
+    if lost_a_race(exc):
+        # PostgreSQL aborted the transaction only because a concurrent one raced it (a
+        # deadlock or a serialization failure): nothing was written, the same request again
+        # succeeds. Our lock orders are meant to make this rare, so it is logged loudly.
+        logger.warning("transaction lost a race: %s: %s", type(exc).__name__, exc)
+        return problem_response(
+            503,
+            ServiceUnavailable.slug,
+            "The request collided with a concurrent change; nothing was changed. Try again.",
+            request=request,
+            headers={"Retry-After": "1"},
+        )
     logger.exception("unhandled error", exc_info=exc)
     return problem_response(
         500, RapportError.slug, "An unexpected error occurred.", request=request

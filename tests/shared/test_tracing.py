@@ -117,7 +117,10 @@ async def test_one_trace_follows_a_request_from_the_gateway_through_kafka_to_a_c
             await runner.stop(timeout=5)
             await producer.stop()
 
-    finished = list(spans.get_finished_spans())
+    # Only this trace's spans: the session's other parts (a relay, a consumer of an earlier
+    # test still winding down) may record spans of their own while tracing is on. That
+    # each span below is found exactly once among them is what shows the chain is one trace.
+    finished = [s for s in spans.get_finished_spans() if _hex(s.context.trace_id, 32) == TRACE_ID]
     gateway_span = _one(
         finished, SpanKind.SERVER, **{"rapport.part": "gateway", "url.path": "/api/v1/customers"}
     )
@@ -132,8 +135,6 @@ async def test_one_trace_follows_a_request_from_the_gateway_through_kafka_to_a_c
         "fastapi.endpoint",
         **{"code.function.name": "services.customer360.customer.endpoints.create_customer"},
     )
-    chain = [gateway_span, service_span, endpoint_span, producer_span, consumer_span]
-    assert {_hex(s.context.trace_id, 32) for s in chain} == {TRACE_ID}
     assert _hex(_parent(gateway_span), 16) == CLIENT_SPAN
     assert _parent(service_span) == gateway_span.context.span_id
     # FastAPI's own spans sit between: the endpoint's span is the service span's child, and

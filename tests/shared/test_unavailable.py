@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 import pytest
 import sqlalchemy.exc
+from fastapi import FastAPI
 
 from gateway.config import Settings as GatewaySettings
 from gateway.main import create_app as create_gateway
@@ -17,6 +18,7 @@ from services.customer360.config import Settings
 from services.customer360.main import create_app
 from shared.db import database_unavailable, lost_a_race
 from shared.devstack.process import free_port
+from shared.errors import install_problem_handlers
 from tests.support import bearer, running
 
 
@@ -123,3 +125,22 @@ async def test_a_partner_webhook_while_the_database_is_down_gets_503(make_settin
 )
 def test_a_deadlock_is_a_race_lost_not_a_bad_event(exc: BaseException, race: bool) -> None:
     assert lost_a_race(exc) is race
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_request_that_loses_a_race_gets_503_with_retry_after_not_500() -> None:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/things")
+    async def collide() -> None:
+        raise asyncpg.DeadlockDetectedError("deadlock detected")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.post("/things")
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("/service-unavailable")
+    assert "nothing was changed" in response.json()["detail"]

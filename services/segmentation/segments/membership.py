@@ -13,6 +13,15 @@ a recompute holds the segment's advisory lock exclusively while it rewrites the 
 at the new version, and an incremental evaluation holds it shared and writes only if, in
 its statement's snapshot (taken after the lock), the definitions are the ones it compiled
 (else it compiles again and retries).
+
+Lock order: the feature table before any segment lock. An evaluation takes the table in
+``ROW EXCLUSIVE`` mode (it writes ``recheck_at``) before its segment locks; a recompute takes
+it in ``EXCLUSIVE`` mode first, which waits for every transaction writing or row-locking
+features and holds new ones off until it commits. So a recompute reads every committed
+feature (an event's evaluation that ran without the new definition has committed first),
+an event's evaluation that follows sees the new definition, and a recompute's bulk write
+of ``recheck_at`` never waits on a row an event holds (which deadlocked before: the event
+waiting for the segment's lock, the recompute for the event's row).
 """
 
 from __future__ import annotations
@@ -131,17 +140,23 @@ async def load_catalog(driver: asyncpg.Connection) -> Catalog:
 async def lock_segments(
     driver: asyncpg.Connection, ids: Iterable[UUID], *, exclusive: bool = False
 ) -> None:
-    """Transaction-scoped advisory locks on segments, always taken in id order."""
-    ordered = sorted({str(i) for i in ids})
+    """Transaction-scoped advisory locks on segments, always taken in id order, after the
+    feature table's ``ROW EXCLUSIVE`` lock (the module's lock order), in one round trip."""
+    ordered = sorted({str(UUID(str(i))) for i in ids})  # canonical text: safe as literals
     if not ordered:
         return
     fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    texts = ",".join(f"'{x}'" for x in ordered)
     await driver.execute(
-        f"SELECT {fn}($1::int, hashtext(x)) FROM "
-        "(SELECT x FROM unnest($2::text[]) AS x ORDER BY x) AS ordered",
-        LOCK_NAMESPACE,
-        ordered,
+        f"LOCK TABLE {FEATURES} IN ROW EXCLUSIVE MODE; "
+        f"SELECT {fn}({LOCK_NAMESPACE}, hashtext(x)) FROM "
+        f"(SELECT x FROM unnest(ARRAY[{texts}]::text[]) AS x ORDER BY x) AS ordered"
     )
+
+
+async def _lock_features(driver: asyncpg.Connection, mode: str) -> None:
+    """The feature table's lock, taken before any segment lock (the module's lock order)."""
+    await driver.execute(f"LOCK TABLE {FEATURES} IN {mode} MODE")
 
 
 async def _fingerprint(driver: asyncpg.Connection) -> tuple[tuple[UUID, int], ...]:
@@ -182,6 +197,10 @@ async def reevaluate(
     if not customer_ids:
         return []
     driver = await driver_connection(session)
+    if not locked:
+        # Held already when the caller took segment locks; else before the fingerprint
+        # check below, so that a recompute in progress is waited for and then seen.
+        await _lock_features(driver, "ROW EXCLUSIVE")
     catalog = _last_catalog or await load_catalog(driver)
     held = set(locked)
     for _attempt in range(5):
@@ -338,6 +357,7 @@ async def recompute(
 ) -> list[Recomputed]:
     """Bring ``segment_id``'s membership (and its dependents') to its current definition."""
     driver = await driver_connection(session)
+    await _lock_features(driver, "EXCLUSIVE")
     catalog = await load_catalog(driver)
     order = [segment_id, *catalog.dependents(segment_id)]
     await lock_segments(driver, order, exclusive=True)

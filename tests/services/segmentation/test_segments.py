@@ -3,6 +3,7 @@ segments; membership kept up to date by events and by the scheduler."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -14,11 +15,12 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from services.segmentation.config import Settings
 from services.segmentation.main import create_app
 from services.segmentation.models import CustomerFeatures, SegmentMember
+from services.segmentation.segments.membership import reevaluate
 from services.segmentation.segments.scheduler import MembershipScheduler
 from services.segmentation.subscriptions import subscriptions
 from shared.errors import PROBLEM_JSON
@@ -364,6 +366,72 @@ class TestEditRule:
         deleted = await client.delete(f"/segments/{a['id']}", headers=WRITE)
         assert deleted.status_code == 409
         assert deleted.json()["used_by"] == [b["id"]]
+
+
+class TestEditDuringAnEvent:
+    """An edit's recompute and an event's transaction touch the same customer at once: the
+    edit waits for the event (no deadlock) and then reads what the event wrote."""
+
+    async def test_the_edit_waits_for_the_event_and_reads_its_write(self, make_settings) -> None:  # type: ignore[no-untyped-def]
+        app = create_app(make_settings(Settings, membership_scheduler_enabled=False))
+        async with api_client(app, rollback=False) as client:
+            tag = uuid.uuid4().hex
+            someone = await customer(app, tag, "10.00")
+            recent = [
+                {"field": "tags", "op": "contains", "value": tag},
+                {"field": "last_order_at", "op": "within_last", "days": 30},  # time-relative
+            ]
+            created = await create(client, {"name": "Recent buyers", "rule": {"all": recent}})
+            assert created["recomputed"][0]["entered"] == 1
+            # A shorter window (an earlier re-check for everyone) and consent.
+            consented = {
+                "all": [
+                    recent[0],
+                    {"field": "last_order_at", "op": "within_last", "days": 20},
+                    {"field": "email_consent", "op": "eq", "value": True},
+                ]
+            }
+
+            database = app.state.database
+            async with database.session() as event:
+                # An event's transaction: its feature write first, its evaluation (which
+                # takes the segments' shared locks) at the end.
+                await event.execute(
+                    update(CustomerFeatures)
+                    .where(CustomerFeatures.customer_id == someone)
+                    .values(email_consent=True)
+                )
+                edit = asyncio.create_task(
+                    client.patch(
+                        f"/segments/{created['id']}", json={"rule": consented}, headers=WRITE
+                    )
+                )
+                await _until_a_backend_waits_for_a_lock(database)
+                await reevaluate(event, [someone], None, datetime.now(UTC))
+            response = await edit
+
+            assert response.status_code == 200, response.text
+            # The edit read the event's consent: still a member, now at version 2.
+            assert response.json()["recomputed"] == [
+                {"segment_id": created["id"], "version": 2, "entered": 0, "exited": 0}
+            ]
+            mine = await client.get(f"/customers/{someone}/segments", headers=READ)
+            assert [(s["segment_id"], s["version"]) for s in mine.json()] == [(created["id"], 2)]
+
+
+async def _until_a_backend_waits_for_a_lock(database: Any) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            async with database.engine.connect() as conn:
+                waiting = await conn.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                )
+            if waiting:
+                return
+            await asyncio.sleep(0.02)
 
 
 class TestPreview:
