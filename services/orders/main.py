@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             partner_handlers.uninstall(resolver)
-            await resolver.aclose()
+            await resolver.close()
 
     return create_part_app(
         settings,

@@ -234,7 +234,7 @@ class TestCustomer360Answers:
             with pytest.raises(CustomerServiceUnavailable):
                 await resolver.resolve("shop", PartnerCustomer(email="a@example.com"))
         finally:
-            await resolver.aclose()
+            await resolver.close()
 
     async def test_orders_accepts_a_well_formed_answer(self):
         settings = OrdersSettings(environment="test", customer360_url="http://customer360")
@@ -245,4 +245,4 @@ class TestCustomer360Answers:
         try:
             assert await resolver.resolve("shop", PartnerCustomer(email="a@example.com")) == GOOD
         finally:
-            await resolver.aclose()
+            await resolver.close()

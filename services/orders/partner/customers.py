@@ -21,7 +21,7 @@ import httpx
 
 from services.orders.config import Settings
 from services.orders.partner.schemas import PartnerCustomer
-from shared.auth import Principal, mint_internal_token
+from shared.service_client import ServiceClient
 
 __all__ = ["CustomerNotResolved", "CustomerResolver", "CustomerServiceUnavailable"]
 
@@ -36,29 +36,22 @@ class CustomerServiceUnavailable(ConnectionError):
     """customer360 could not answer; try again later."""
 
 
-class CustomerResolver:
-    """One HTTP client for the life of the app (built in its lifespan, closed at shutdown).
+class CustomerResolver(ServiceClient):
+    """One HTTP client for the life of the app (opened on first use, closed at shutdown).
 
     ``transport`` routes the calls elsewhere (tests run customer360 in-process)."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
-        self._secret = settings.internal_token_secret
-        self._client = httpx.AsyncClient(
-            base_url=settings.customer360_url.rstrip("/"),
-            timeout=httpx.Timeout(settings.customer360_timeout_s),
+        super().__init__(
+            settings.customer360_url,
+            settings.internal_token_secret,
+            timeout_s=settings.customer360_timeout_s,
             transport=transport,
         )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     async def resolve(self, source: str, customer: PartnerCustomer) -> UUID:
         """The customer owning the shop's customer id, e-mail or phone (a new prospect if
         nobody does)."""
-        token = mint_internal_token(
-            Principal(subject=f"orders:partner:{source}", kind="service", scopes=_SCOPES),
-            self._secret,
-        )
         body: dict[str, object] = {}
         if customer.email:
             body["email"] = customer.email
@@ -69,8 +62,10 @@ class CustomerResolver:
         if customer.name:
             body["display_name"] = customer.name
         try:
-            response = await self._client.post(
-                "/customers:resolve", json=body, headers={"Authorization": f"Bearer {token}"}
+            response = await self._http().post(
+                f"{self.base_url}/customers:resolve",
+                json=body,
+                headers=self._auth(f"orders:partner:{source}", _SCOPES),
             )
         except httpx.TransportError as exc:
             raise CustomerServiceUnavailable(

@@ -460,7 +460,7 @@ async def test_customer360_unreachable_is_retried_as_infrastructure_not_failed(
     with pytest.raises(CustomerServiceUnavailable):
         async with app.state.database.session() as session:
             await handle_webhook(session, event, resolver)
-    await resolver.aclose()
+    await resolver.close()
     assert isinstance(CustomerServiceUnavailable("x"), ConnectionError)
     assert await counts(app, shop) == {
         "orders": 0,
