@@ -210,13 +210,17 @@ async def on_order_placed(session: AsyncSession, event: OrderPlaced, envelope: E
 async def on_order_status_changed(
     session: AsyncSession, event: OrderStatusChanged, envelope: Envelope
 ) -> None:
-    await CustomerFeaturesRepository(session).log_event(
+    repo = CustomerFeaturesRepository(session)
+    await repo.log_event(
         event.customer_id,
         "order_status_changed",
         event.changed_at,
         {"status": event.status, "previous_status": event.previous_status},
     )
-    await _changed(session, event.customer_id, {"event:order_status_changed"})
+    changed = {"event:order_status_changed"}
+    if await repo.recount_order(event.order_id, event.customer_id, event.status, event.changed_at):
+        changed |= ORDER_INPUTS
+    await _changed(session, event.customer_id, changed)
 
 
 @for_survivor

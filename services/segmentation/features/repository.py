@@ -9,6 +9,7 @@ from sqlalchemy import Numeric, Text, case, cast, delete, func, literal, or_, se
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.segmentation.analytics.scoring import NOT_COUNTING
 from services.segmentation.models import (
     MAX_WINDOW_DAYS,
     CustomerEvent,
@@ -38,6 +39,9 @@ PROFILE_FIELDS: dict[str, int] = {
 CONSENT_COLUMNS = {"email": "email_consent", "sms": "sms_consent", "phone": "phone_consent"}
 
 _WINDOWS = (30, 90, 365)
+
+#: Statuses after which an order no longer counts in ``order_count`` and ``total_spent``.
+_NOT_COUNTING = ", ".join(f"'{s}'" for s in sorted(NOT_COUNTING))
 
 
 def _text(value: Any, limit: int) -> str | None:
@@ -264,6 +268,58 @@ class CustomerFeaturesRepository:
                 },
             )
         )
+
+    async def recount_order(
+        self, order_id: UUID, customer_id: UUID, status: str, changed_at: datetime
+    ) -> bool:
+        """An order's status becomes ``status``. When that takes it out of the orders that
+        count (it is cancelled or fully refunded) or brings it back, ``order_count``,
+        ``total_spent`` and the first and last order times follow, in one statement.
+
+        The order is read as the analytics stored it from its ``OrderPlaced`` (this runs
+        before they store the new status); a status change older than the stored one, or
+        about an order not seen placed, changes nothing. ``True`` when the features changed.
+        """
+        driver = await driver_connection(self.session)
+        changed = await driver.fetchval(
+            f"""
+            WITH o AS (
+                SELECT currency, total,
+                       CASE WHEN status NOT IN ({_NOT_COUNTING}) AND $3 IN ({_NOT_COUNTING})
+                                THEN -1
+                            WHEN status IN ({_NOT_COUNTING}) AND $3 NOT IN ({_NOT_COUNTING})
+                                THEN 1
+                       END AS sign
+                FROM segmentation.customer_orders
+                WHERE order_id = $1 AND placed_at IS NOT NULL AND total IS NOT NULL
+                  AND currency IS NOT NULL
+                  AND (status_changed_at IS NULL OR status_changed_at <= $4)
+            ), counted AS (
+                SELECT min(x.placed_at) AS first_at, max(x.placed_at) AS last_at
+                FROM segmentation.customer_orders x
+                WHERE x.customer_id = $2 AND x.placed_at IS NOT NULL
+                  AND CASE WHEN x.order_id = $1 THEN $3 NOT IN ({_NOT_COUNTING})
+                           ELSE x.status NOT IN ({_NOT_COUNTING}) END
+            )
+            UPDATE segmentation.customer_features f
+            SET order_count = GREATEST(f.order_count + o.sign, 0),
+                total_spent = f.total_spent || jsonb_build_object(o.currency, round(
+                    COALESCE((f.total_spent ->> o.currency)::numeric, 0) + o.sign * o.total,
+                    -- the sum's own scale ("0.30", not the stored "0.3000")
+                    GREATEST(scale(COALESCE((f.total_spent ->> o.currency)::numeric, 0)),
+                             scale(trim_scale(o.total))))::text),
+                first_order_at = counted.first_at, last_order_at = counted.last_at,
+                updated_at = now()
+            FROM o, counted
+            WHERE f.customer_id = $2 AND o.sign IS NOT NULL
+            RETURNING true
+            """.replace("$3", "$3::text").replace("$4", "$4::timestamptz"),
+            order_id,
+            customer_id,
+            status,
+            changed_at,
+        )
+        return bool(changed)
 
     async def log_event(
         self,

@@ -27,6 +27,7 @@ from shared.events import (
     Event,
     InteractionRecorded,
     OrderPlaced,
+    OrderStatusChanged,
     SurveyAnswered,
     TicketOpened,
     TicketStatusChanged,
@@ -198,6 +199,63 @@ class TestOrderPlacedHandler:
         got = await features(client, customer_id)
         assert datetime.fromisoformat(got["last_order_at"]) == later
         assert got["display_name"] is None
+
+
+class TestOrderStatusChangedHandler:
+    @pytest.mark.asyncio(loop_scope="session")
+    async def test_a_cancelled_or_refunded_order_stops_counting_and_a_reopened_one_counts_again(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        customer_id = uuid.uuid4()
+        first, big, last = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        await deliver(app, order(customer_id, "20.00", order_id=first, placed_at=T0))
+        await deliver(app, order(customer_id, "150.00", order_id=big, placed_at=T0 + DAY))
+        await deliver(app, order(customer_id, "9.99", "USD", order_id=last, placed_at=T0 + 2 * DAY))
+
+        await deliver(app, status(customer_id, big, "cancelled", "placed", T0 + 3 * DAY))
+        await deliver(app, status(customer_id, last, "refunded", "paid", T0 + 3 * DAY))
+        got = await features(client, customer_id)
+        assert got["order_count"] == 1
+        assert got["total_spent"] == {"EUR": "20.00", "USD": "0.00"}
+        assert datetime.fromisoformat(got["last_order_at"]) == T0  # the only order that counts
+
+        # A late, older status change of the cancelled order changes nothing …
+        await deliver(app, status(customer_id, big, "cancelled", "placed", T0 + 2 * DAY))
+        # … nor a second change between statuses that do not count.
+        await deliver(app, status(customer_id, big, "refunded", "cancelled", T0 + 4 * DAY))
+        assert (await features(client, customer_id))["order_count"] == 1
+
+        await deliver(app, status(customer_id, big, "placed", "refunded", T0 + 5 * DAY))
+        got = await features(client, customer_id)
+        assert got["order_count"] == 2
+        assert got["total_spent"] == {"EUR": "170.00", "USD": "0.00"}
+        assert datetime.fromisoformat(got["last_order_at"]) == T0 + DAY
+        assert datetime.fromisoformat(got["first_order_at"]) == T0
+
+    @pytest.mark.asyncio(loop_scope="session")
+    async def test_a_status_change_of_an_order_never_seen_placed_changes_no_count(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        customer_id = uuid.uuid4()
+        await deliver(app, order(customer_id, "20.00"))
+        await deliver(app, status(customer_id, uuid.uuid4(), "cancelled", "placed", T0 + DAY))
+        got = await features(client, customer_id)
+        assert (got["order_count"], got["total_spent"]) == (1, {"EUR": "20.00"})
+
+
+DAY = timedelta(days=1)
+
+
+def status(
+    customer_id: uuid.UUID, order_id: uuid.UUID, to: str, was: str, at: datetime
+) -> OrderStatusChanged:
+    return OrderStatusChanged(
+        customer_id=customer_id,
+        order_id=order_id,
+        status=to,
+        previous_status=was,
+        changed_at=at,
+    )
 
 
 class TestInteractionRecordedHandler:
