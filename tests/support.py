@@ -16,8 +16,10 @@ from typing import Literal, Protocol
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from shared.auth import Principal, mint_internal_token
+from shared.db import Database
 from shared.devstack.process import free_port
 from shared.migrate import upgrade
 from shared.parts import PARTS, part
@@ -78,6 +80,21 @@ async def api_client(app: FastAPI, *, rollback: bool = True) -> AsyncIterator[ht
             finally:
                 database.bind(None)
                 await transaction.rollback()
+
+
+async def until_a_backend_waits_for_a_lock(database: Database, timeout_s: float = 10.0) -> None:
+    """Return once some transaction in ``database``'s database waits for a lock (a test's
+    concurrent call has reached the point where it must wait for the test's own)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND datname = current_database()"
+    )
+    async with asyncio.timeout(timeout_s):
+        while True:
+            async with database.engine.connect() as conn:
+                if await conn.scalar(query):
+                    return
+            await asyncio.sleep(0.02)
 
 
 @dataclasses.dataclass

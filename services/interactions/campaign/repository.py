@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -32,6 +33,8 @@ _RECIPIENT = CampaignRecipient.__table__.fullname  # type: ignore[attr-defined]
 _MEMBER = CarePlanSegmentMember.__table__.fullname  # type: ignore[attr-defined]
 _ORDER = CarePlanOrder.__table__.fullname  # type: ignore[attr-defined]
 _CAMPAIGN = Campaign.__table__.fullname  # type: ignore[attr-defined]
+#: Advisory locks, one per customer, held by a claim until it commits (the frequency cap).
+CAP_LOCK_NAMESPACE = zlib.crc32(b"rapport.interactions.campaign-cap") - 2**31
 _FINISH_COLUMNS = frozenset(
     {"status", "skip_reason", "last_error", "not_before", "sent_at", "interaction_id"}
 )
@@ -117,31 +120,42 @@ def _start_sql(channel: str, *, segment: bool) -> str:
     """
 
 
-def _claim_sql() -> str:
-    """The sender's claim (see :meth:`CampaignRepository.claim`), judging each due message
-    again as it goes out: consent for its channel in the recipient projection now (a
-    withdrawal, or an erasure that removed the projection row, skips it ``no-consent``),
-    the frequency cap against the messages the customer was sent (or is being sent) in the
-    last ``days`` days, and quiet hours now (deferred again to their end).
+#: Due messages, locked, and their customers' cap locks, in customer order: the first
+#: statement of a claim. ``$1`` now, ``$2`` the limit.
+_PICK_SQL = f"""
+    WITH picked AS MATERIALIZED (
+        SELECT m.id, m.customer_id FROM {_MESSAGE} m
+        WHERE m.status IN ('queued', 'deferred') AND m.not_before <= $1::timestamptz
+          AND EXISTS (SELECT 1 FROM {_CAMPAIGN} c
+                      WHERE c.id = m.campaign_id AND c.status IN ('sending', 'scheduled'))
+        ORDER BY m.not_before
+        LIMIT $2::integer
+        FOR UPDATE OF m SKIP LOCKED
+    )
+    SELECT ordered.id, pg_advisory_xact_lock({CAP_LOCK_NAMESPACE},
+                                             hashtext(ordered.customer_id::text))
+    FROM (SELECT id, customer_id FROM picked ORDER BY customer_id) AS ordered
+"""
 
-    Limit: two senders claiming two messages *of the same customer* at the same instant
-    each count the other as not yet sending, so the cap can be passed by at most the
-    senders' concurrency in that case (same-instant messages of several campaigns)."""
+
+def _claim_sql() -> str:
+    """The second statement of the sender's claim (see :meth:`CampaignRepository.claim`):
+    each picked message judged again as it goes out: consent for its channel in the
+    recipient projection now (a withdrawal, or an erasure that removed the projection row,
+    skips it ``no-consent``), the frequency cap against the messages the customer was sent
+    (or is being sent) in the last ``days`` days, and quiet hours now (deferred again to
+    their end).
+
+    The cap holds across senders: the first statement took each customer's cap lock, which
+    a concurrent claim of the same customer's other message holds until it commits (its
+    message then ``sending``), and this statement's snapshot is taken after that."""
     quiet, resume = _quiet_sql("CAST(:now AS timestamptz)", "coalesce(r.timezone, 'UTC')")
     consent = (
         "CASE m.channel WHEN 'email' THEN r.consent_email WHEN 'sms' THEN r.consent_sms"
         " ELSE r.consent_phone END"
     )
     return f"""
-    WITH picked AS MATERIALIZED (
-        SELECT m.id FROM {_MESSAGE} m
-        WHERE m.status IN ('queued', 'deferred') AND m.not_before <= CAST(:now AS timestamptz)
-          AND EXISTS (SELECT 1 FROM {_CAMPAIGN} c
-                      WHERE c.id = m.campaign_id AND c.status IN ('sending', 'scheduled'))
-        ORDER BY m.not_before
-        LIMIT CAST(:limit AS integer)
-        FOR UPDATE OF m SKIP LOCKED
-    ), judged AS MATERIALIZED (
+    WITH judged AS MATERIALIZED (
         SELECT m.id, CASE
             WHEN NOT coalesce({consent}, false) THEN 'no-consent'
             WHEN (SELECT count(*) FROM {_MESSAGE} o
@@ -153,8 +167,8 @@ def _claim_sql() -> str:
                  ) >= CAST(:cap AS integer) THEN 'frequency-cap'
         END AS reason,
         {quiet} AS quiet, {resume} AS resume
-        FROM picked p JOIN {_MESSAGE} m ON m.id = p.id
-        LEFT JOIN {_RECIPIENT} r ON r.customer_id = m.customer_id
+        FROM {_MESSAGE} m LEFT JOIN {_RECIPIENT} r ON r.customer_id = m.customer_id
+        WHERE m.id = ANY(CAST(:ids AS uuid[]))
     )
     UPDATE {_MESSAGE} m
     SET status = CASE WHEN j.reason IS NOT NULL THEN 'skipped'
@@ -170,7 +184,7 @@ def _claim_sql() -> str:
 
 
 #: asyncpg's numbered parameters, in :meth:`CampaignRepository.claim`'s order.
-_CLAIM_PARAMETERS = ("now", "lease_until", "limit", "cap", "days", "q_start", "q_end")
+_CLAIM_PARAMETERS = ("now", "lease_until", "ids", "cap", "days", "q_start", "q_end")
 _CLAIM_SQL = re.sub(
     r"(?<!:):(" + "|".join(_CLAIM_PARAMETERS) + r")\b",
     lambda match: f"${_CLAIM_PARAMETERS.index(match.group(1)) + 1}",
@@ -388,17 +402,23 @@ class CampaignRepository:
         """Up to ``limit`` due messages of sending (or recurring, between runs) campaigns,
         marked ``sending`` with a lease — or, failing the send-time checks of
         :func:`_claim_sql`, ``skipped`` or ``deferred`` (returned too, with that status);
-        the caller commits this before calling the provider. A ``MATERIALIZED`` CTE
-        locked with ``SKIP LOCKED`` (see ``scheduling.claim_batch`` for why), locking only
-        the message rows so concurrent senders never wait on the campaign row."""
+        the caller commits this before calling the provider.
+
+        Two statements: :data:`_PICK_SQL` picks (a ``MATERIALIZED`` CTE locked with ``SKIP
+        LOCKED``, see ``scheduling.claim_batch`` for why, locking only the message rows so
+        concurrent senders never wait on the campaign row) and takes the customers' cap
+        locks; :func:`_claim_sql` then judges in a snapshot taken after those locks."""
         # Straight to asyncpg (FIELD-NOTES: a statement through SQLAlchemy Core costs
         # several times the driver's own), inside the session's transaction.
         driver = await driver_connection(self.session)
+        picked = [r[0] for r in await driver.fetch(_PICK_SQL, now, limit)]
+        if not picked:
+            return []
         rows = await driver.fetch(
             _CLAIM_SQL,
             now,
             now + timedelta(seconds=lease_s),
-            limit,
+            picked,
             cap,
             days,
             quiet.start,

@@ -1,3 +1,4 @@
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -9,10 +10,13 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
+from services.interactions.campaign.repository import CampaignRepository, Claimed
 from services.interactions.campaign.sender import CampaignSender
+from services.interactions.campaign.service import quiet_hours
 from services.interactions.config import Settings
 from services.interactions.main import create_app
 from services.interactions.models import CampaignMessage, Interaction
@@ -33,7 +37,7 @@ from tests.services.interactions.campaign_support import (
     writer,
 )
 from tests.services.interactions.careplan_support import Clock, deliver, outbox_events
-from tests.support import api_client, bearer
+from tests.support import api_client, bearer, until_a_backend_waits_for_a_lock
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -412,6 +416,63 @@ class TestSending:
 
         assert [r.subject for r in smtp.inbox.to(ann_mail)] == ["1"]  # cap: 1 per 7 days
         assert [r.subject for r in smtp.inbox.to(bob_mail)] == ["2"]
+
+    async def test_two_senders_claiming_one_customers_messages_at_once_keep_the_cap(
+        self, make_settings: Any, smtp: SmtpServer
+    ) -> None:
+        # Two campaigns started together each queued a message for Ann (the cap at start
+        # counts only what is committed). Two senders claim both at the same instant: the
+        # second waits for the first's claim to commit, then counts its message.
+        settings = campaign_settings(
+            make_settings,
+            smtp,
+            campaign_frequency_cap=10,
+            campaign_quiet_start="00:00",
+            campaign_quiet_end="00:00",  # no quiet hours
+        )
+        app = create_app(settings)
+        FakeSegmentation(everything=True).install(app)
+        async with api_client(app, rollback=False) as client:
+            db = app.state.database
+            ann = await seed_customer(db, "Ann", email_address=addr())
+            for subject in ("first", "second"):
+                campaign = await create(
+                    client, channel="email", customer_ids=[str(ann)], subject=subject, body="b"
+                )
+                assert (await start(client, campaign)).json()["queued"] == 1
+            # Due long ago, so that only these two are due at the claims' instant.
+            at = datetime(2001, 1, 1, tzinfo=UTC)
+            async with db.session() as session:
+                await session.execute(
+                    update(CampaignMessage)
+                    .where(CampaignMessage.customer_id == ann)
+                    .values(not_before=at)
+                )
+
+            async def claim(session: AsyncSession) -> list[Claimed]:
+                return await CampaignRepository(session).claim(
+                    at, 60, cap=1, days=7, quiet=quiet_hours(settings)
+                )
+
+            async def claim_alone() -> list[Claimed]:
+                async with db.session() as session:
+                    return await claim(session)
+
+            async with db.session() as session:
+                first = await claim(session)
+                second = asyncio.create_task(claim_alone())
+                await until_a_backend_waits_for_a_lock(db)
+            [other] = await second
+
+        assert [m.status for m in first] == ["sending"]
+        assert (other.status, other.customer_id) == ("skipped", ann)
+        async with db.session() as session:
+            reasons = (
+                await session.scalars(
+                    select(CampaignMessage.skip_reason).where(CampaignMessage.customer_id == ann)
+                )
+            ).all()
+        assert sorted(reasons, key=str) == [None, "frequency-cap"]
 
     async def test_quiet_hours_defer_to_their_end_in_the_customers_timezone(
         self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, smtp: SmtpServer

@@ -25,7 +25,7 @@ from services.segmentation.segments.scheduler import MembershipScheduler
 from services.segmentation.subscriptions import subscriptions
 from shared.errors import PROBLEM_JSON
 from shared.events import CustomerCreated, CustomerErased, Envelope, Event, OrderPlaced
-from tests.support import api_client, bearer
+from tests.support import api_client, bearer, until_a_backend_waits_for_a_lock
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -406,7 +406,7 @@ class TestEditDuringAnEvent:
                         f"/segments/{created['id']}", json={"rule": consented}, headers=WRITE
                     )
                 )
-                await _until_a_backend_waits_for_a_lock(database)
+                await until_a_backend_waits_for_a_lock(database)
                 await reevaluate(event, [someone], None, datetime.now(UTC))
             response = await edit
 
@@ -417,21 +417,6 @@ class TestEditDuringAnEvent:
             ]
             mine = await client.get(f"/customers/{someone}/segments", headers=READ)
             assert [(s["segment_id"], s["version"]) for s in mine.json()] == [(created["id"], 2)]
-
-
-async def _until_a_backend_waits_for_a_lock(database: Any) -> None:
-    async with asyncio.timeout(10):
-        while True:
-            async with database.engine.connect() as conn:
-                waiting = await conn.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database()"
-                    )
-                )
-            if waiting:
-                return
-            await asyncio.sleep(0.02)
 
 
 class TestPreview:
