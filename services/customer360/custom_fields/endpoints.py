@@ -49,7 +49,9 @@ async def list_custom_fields(session: SessionDep) -> list[CustomFieldRead]:
 )
 async def create_custom_field(body: CustomFieldCreate, session: SessionDep) -> CustomFieldRead:
     """Admins only. Values are validated against the definition on every profile write; a
-    `required` field applies to profiles created from now on."""
+    `required` field applies to profiles created from now on — except prospects made by
+    `POST /customers:resolve` (a partner's order or message names only an e-mail, phone or
+    shop id), which must give it once their custom fields are edited."""
     if await session.get(CustomFieldDefinition, body.key) is not None:
         raise Conflict(f"custom field {body.key!r} exists")
     definition = CustomFieldDefinition(**body.model_dump())

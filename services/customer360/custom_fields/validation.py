@@ -49,11 +49,13 @@ def check_custom_fields(
     values: Mapping[str, Any],
     *,
     pointer: str = "/custom_fields",
+    require: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Validate the complete set of a profile's values; returns (stored values, errors).
 
     Errors name the value by JSON pointer: an unknown field, a wrong type, a value outside an
-    enum, a missing required field. ``null`` is never stored (it means "no value").
+    enum, a missing required field (unless ``require`` is false). ``null`` is never stored
+    (it means "no value").
     """
     stored: dict[str, Any] = {}
     errors: list[dict[str, str]] = []
@@ -71,6 +73,11 @@ def check_custom_fields(
             stored[key] = checked
     failed = {e["pointer"] for e in errors}
     for key, definition in definitions.items():
-        if definition.required and key not in stored and f"{pointer}/{key}" not in failed:
+        if (
+            require
+            and definition.required
+            and key not in stored
+            and f"{pointer}/{key}" not in failed
+        ):
             errors.append({"pointer": f"{pointer}/{key}", "detail": "required"})
     return stored, errors

@@ -135,8 +135,12 @@ async def create_customer(
     principal: Principal,
     *,
     default_region: str | None = None,
+    require_custom_fields: bool = True,
 ) -> Customer:
     """Store a new profile with its identity keys, audit entry and events.
+
+    ``require_custom_fields=False``: a profile created from a partner's identity keys (a
+    prospect) may lack the required custom fields; nobody could have given them.
 
     Raises :class:`identity.DuplicateIdentity` (409, naming the existing customer) when an
     e-mail, phone or external id already belongs to someone.
@@ -147,7 +151,10 @@ async def create_customer(
         data.phones or [], lambda p: normalize_phone(p, default_region), "/body/phones", errors
     )
     custom, custom_errors = check_custom_fields(
-        await definitions(session), data.custom_fields or {}, pointer="/body/custom_fields"
+        await definitions(session),
+        data.custom_fields or {},
+        pointer="/body/custom_fields",
+        require=require_custom_fields,
     )
     errors += custom_errors
     await _check_company(session, data.company_id, errors)

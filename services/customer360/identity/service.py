@@ -131,7 +131,9 @@ async def resolve(
         ),
         lifecycle_stage="prospect",
     )
-    customer = await create_customer(session, data, principal, default_region=default_region)
+    customer = await create_customer(
+        session, data, principal, default_region=default_region, require_custom_fields=False
+    )
     return customer, True, [n for n, _ in keys], []
 
 

@@ -268,13 +268,34 @@ class TestCustomFields:
         listed = await client.get(f"/customers?custom_field={level}:gold", headers=READ)
         assert [c["id"] for c in listed.json()["items"]] == [good.json()["id"]]
 
-    async def test_a_required_field_must_be_given_on_create(self, client):
+    async def test_a_required_field_must_be_given_on_create_but_not_by_a_prospect(self, client):
         key = f"region_{uuid.uuid4().hex[:6]}"
         await define(client, key=key, label="Region", type="string", required=True)
         try:
             response = await client.post("/customers", json={"display_name": "R"}, headers=WRITE)
             assert response.status_code == 422
             assert response.json()["errors"][0]["pointer"] == f"/body/custom_fields/{key}"
+            # A partner's order names only an e-mail: the prospect it makes cannot say.
+            prospect = await client.post(
+                "/customers:resolve",
+                json={"email": f"p{uuid.uuid4().hex[:8]}@example.com"},
+                headers=WRITE,
+            )
+            assert prospect.status_code == 201, prospect.text
+            assert prospect.json()["customer"]["custom_fields"] == {}
+            # Completing the profile's custom fields later asks for the required one.
+            incomplete = await client.patch(
+                f"/customers/{prospect.json()['customer_id']}",
+                json={"custom_fields": {}},
+                headers=WRITE,
+            )
+            assert incomplete.status_code == 422
+            completed = await client.patch(
+                f"/customers/{prospect.json()['customer_id']}",
+                json={"custom_fields": {key: "EMEA"}},
+                headers=WRITE,
+            )
+            assert completed.json()["custom_fields"] == {key: "EMEA"}
         finally:
             assert (await client.delete(f"/custom-fields/{key}", headers=ADMIN)).status_code == 204
 
