@@ -292,14 +292,31 @@ def _known_deviation(failure: Exception, case: AnyCase, response: Response) -> s
         return "batch ingest reports invalid events per item (200), by design"
     if code == "ST202" and label == "PATCH /custom-fields/{key}":
         return "PATCH documents null for fields it refuses to clear"
-    if (
-        code == "ST202"
-        and label == "POST /interactions"
-        and _error_codes(response) <= {"extra_forbidden", "missing"}
-        and '"pointer":"/body/metadata' in response.text
-    ):
+    if code == "ST202" and label == "POST /interactions" and _metadata_misfit(response):
         return "interaction metadata documented as a union without a discriminator"
     return None
+
+
+def _metadata_misfit(response: Response) -> bool:
+    """Every error refuses metadata that fits another kind's shape (or is semantic, such as
+    an implausible time beside it), and at least one is about the metadata."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    found = body.get("errors") if isinstance(body, dict) else None
+    errors = [e for e in found or [] if isinstance(e, dict)]
+
+    def misfit(error: dict[str, Any]) -> bool:
+        return str(error.get("pointer", "")).startswith("/body/metadata") and error.get("code") in (
+            "extra_forbidden",
+            "missing",
+        )
+
+    def semantic(error: dict[str, Any]) -> bool:
+        return error.get("code") in SEMANTIC_CODES or error.get("code") not in PYDANTIC_CODES
+
+    return any(map(misfit, errors)) and all(misfit(e) or semantic(e) for e in errors)
 
 
 def _run(stack: Stack, spec: str, case: AnyCase) -> None:
