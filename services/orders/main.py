@@ -7,9 +7,9 @@ from fastapi import FastAPI
 
 from services.orders.api import routers
 from services.orders.config import Settings
-from services.orders.loyalty.scheduler import tier_scheduler_lifespan
 from services.orders.partner import handlers as partner_handlers
 from services.orders.partner.customers import CustomerResolver
+from services.orders.periodic import periodic_lifespan
 from services.orders.subscriptions import subscriptions
 from shared.app import create_app as create_part_app
 
@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resolver = CustomerResolver(settings, getattr(app.state, "customer360_transport", None))
         partner_handlers.install(resolver)
         try:
-            async with tier_scheduler_lifespan(app):
+            async with periodic_lifespan(app):
                 yield
         finally:
             partner_handlers.uninstall(resolver)

@@ -18,7 +18,8 @@ the same points cannot both succeed; the second answers ``422 insufficient-point
 **Tiers.** By points earned over the rolling last 12 months (earnings minus reversals):
 Silver / Gold / Platinum at admin-set thresholds (default 500 / 2,000 / 5,000). An upgrade
 happens as soon as the points are earned. A downgrade only at an evaluation (hourly in the
-service, see :mod:`.scheduler`, or ``POST /loyalty/tiers:evaluate``), and only once the customer has stayed below the
+service, see :func:`run_tier_pass` and :mod:`services.orders.periodic`, or
+``POST /loyalty/tiers:evaluate``), and only once the customer has stayed below the
 current tier's threshold for ``grace_days`` (default 30), counted from the first
 evaluation that found them below. Each change publishes ``LoyaltyTierChanged``.
 """
@@ -45,6 +46,7 @@ from services.orders.models import (
     Product,
 )
 from services.orders.money import quantum
+from shared.db import Database
 from shared.errors import UnprocessableEntity
 from shared.events import LoyaltyTierChanged
 from shared.messaging import publish
@@ -62,6 +64,7 @@ __all__ = [
     "return_points",
     "reverse_for_refund",
     "rolling_points",
+    "run_tier_pass",
     "spend_points",
     "tier_for",
     "tier_settings",
@@ -376,6 +379,23 @@ async def evaluate_tiers(
     after: UUID | None = None
     while True:
         counts, after = await evaluate_batch(session, now, after=after, batch=batch)
+        for key, n in counts.items():
+            total[key] += n
+        if after is None:
+            return total
+
+
+async def run_tier_pass(database: Database, now: datetime, *, batch: int = 500) -> dict[str, int]:
+    """The service's periodic pass: every account at ``now``, one batch per transaction (so
+    it never holds many accounts' locks for long); accounts locked by an order in flight are
+    left to the next pass. Replicas may run it side by side: a second evaluation of the same
+    account at the same time changes nothing more (the tier change and its event happen
+    once, under the account's row lock). Returns the counts of what it did."""
+    total = {"evaluated": 0, "upgraded": 0, "downgraded": 0, "in_grace": 0}
+    after: UUID | None = None
+    while True:
+        async with database.session() as session:
+            counts, after = await evaluate_batch(session, now, after=after, batch=batch)
         for key, n in counts.items():
             total[key] += n
         if after is None:

@@ -27,9 +27,11 @@ async def list_partner_events(
     status: Literal["parked", "applied", "failed"] | None = None,
 ) -> CursorPage[PartnerEventRead]:
     """Admins only. Oldest first. `status=parked` lists the actions waiting for their order
-    (or, for a refund, its payment): they apply by themselves when it arrives; one that
-    stays parked means the shop never sent its `order.created` — replay that webhook from
-    the gateway's log. `status=failed` lists what was refused, with the reason."""
+    (or, for a refund, its payment): they apply by themselves when it arrives. One still
+    parked after `ORDERS_PARTNER_PARKED_TTL_S` (7 days) is given up: it becomes `failed`,
+    its payload is dropped, and the gateway's log shows the webhook failed — replay it once
+    the shop has sent its `order.created`. `status=failed` lists what was refused, with the
+    reason."""
     statement = select(PartnerEvent)
     if source is not None:
         statement = statement.where(PartnerEvent.source == source)

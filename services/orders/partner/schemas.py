@@ -138,6 +138,9 @@ class PartnerEventRead(BaseModel):
     status: Literal["parked", "applied", "failed"]
     detail: str | None
     occurred_at: datetime = Field(description="When the partner says it happened.")
-    received_at: datetime
+    received_at: datetime = Field(
+        description="When the latest attempt arrived; a parked action is given up "
+        "ORDERS_PARTNER_PARKED_TTL_S (7 days) after it."
+    )
     applied_at: datetime | None
     order_id: UUID | None

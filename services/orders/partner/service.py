@@ -24,9 +24,17 @@ body):
   would need a customer, lines and a currency that only ``created`` carries, and would be
   visible, with wrong totals, to every consumer of order events.
 
+* **Expiry**: an action parked for longer than ``ORDERS_PARTNER_PARKED_TTL_S`` (7 days) is
+  given up by a periodic pass (:func:`expire_parked`): the row becomes ``failed``, its payload
+  (which may hold personal data) is cleared, and it is reported ``failed``, so the gateway's
+  log shows what never arrived. Replaying it once its order exists applies it as any failed
+  webhook's replay does; a replay re-parks with a fresh ``received_at`` (the latest attempt).
+
 A transaction-scoped advisory lock per partner order serialises concurrent webhooks of one
 order (several consumers, or a parked action and its ``created`` on two partitions), so an
-action can never be parked just after the drain that should have applied it.
+action can never be parked just after the drain that should have applied it. The expiry pass
+takes the same lock (without waiting: an order whose webhook is being applied is left to the
+next pass), so it never gives up on an action that is being applied.
 """
 
 from __future__ import annotations
@@ -36,12 +44,12 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
 from pydantic import ValidationError
-from sqlalchemy import select, text
+from sqlalchemy import select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders.models import Order, PartnerEvent, Product
@@ -61,11 +69,12 @@ from services.orders.partner.schemas import (
     PartnerWebhook,
 )
 from shared.auth import Principal
+from shared.db import Database
 from shared.errors import RapportError
 from shared.events import WebhookProcessed, WebhookReceived, webhook_key
 from shared.messaging import publish
 
-__all__ = ["handle_webhook"]
+__all__ = ["expire_parked", "handle_webhook", "run_expiry_pass"]
 
 
 Status = Literal["processed", "ignored", "failed"]
@@ -114,6 +123,11 @@ def _parse(event: WebhookReceived) -> _Parsed | None:
     if occurred_at.tzinfo is None:
         occurred_at = occurred_at.replace(tzinfo=UTC)
     return _Parsed(kind, data, occurred_at)  # type: ignore[arg-type]
+
+
+def _lock_key(source: str, external_id: str) -> str:
+    """The advisory lock that serialises everything done to one partner order."""
+    return f"orders:partner:{source}:{external_id}"
 
 
 def _ref(parsed: _Parsed, webhook_id: str) -> str:
@@ -174,7 +188,7 @@ async def handle_webhook(
         return
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"orders:partner:{source}:{external_id}"},
+        {"key": _lock_key(source, external_id)},
     )
     ref = _ref(parsed, event.webhook_id)
     row = await session.scalar(
@@ -203,6 +217,9 @@ async def handle_webhook(
         )
     row.webhook_id = event.webhook_id
     row.occurred_at = parsed.occurred_at
+    # The latest attempt: a failed (e.g. expired) action replayed and parked again gets a
+    # whole new wait for its order.
+    row.received_at = datetime.now(UTC)
 
     outcome = await _attempt(session, source, parsed, resolver)
     await _settle(session, row, parsed, outcome)
@@ -387,3 +404,88 @@ async def _create(
         return outcome
     order = placed[0]
     return _Outcome("applied", f"placed order {order.id} for customer {customer_id}", order.id)
+
+
+#: Where an expiry pass goes on from: the last row of a full batch (received_at, id).
+ExpiryCursor = tuple[datetime, UUID]
+
+
+def _duration(ttl: timedelta) -> str:
+    seconds = ttl.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds:g} seconds"
+
+
+async def expire_parked(
+    session: AsyncSession,
+    now: datetime,
+    ttl: timedelta,
+    *,
+    after: ExpiryCursor | None = None,
+    batch: int = 500,
+) -> tuple[int, ExpiryCursor | None]:
+    """Give up on up to ``batch`` actions parked since before ``now - ttl`` (oldest first,
+    after ``after``), in ``session``'s transaction: each becomes ``failed`` with the reason,
+    its payload cleared, and is reported ``failed`` (``WebhookProcessed`` through the outbox).
+
+    Rows another pass holds are skipped, and so are the rows of an order whose advisory lock
+    is taken (a webhook of that order is being applied right now): the next pass looks again.
+    Returns how many expired and where to go on from (``None``: no more).
+    """
+    statement = (
+        select(PartnerEvent)
+        .where(PartnerEvent.status == "parked", PartnerEvent.received_at < now - ttl)
+        .order_by(PartnerEvent.received_at, PartnerEvent.id)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    if after is not None:
+        statement = statement.where(
+            tuple_(PartnerEvent.received_at, PartnerEvent.id) > tuple_(*after)
+        )
+    rows = list(await session.scalars(statement))
+    if not rows:
+        return 0, None
+    # Never waits: a webhook holding an order's lock may wait for one of our row locks.
+    locked = set(
+        await session.scalars(
+            text(
+                "SELECT key FROM unnest(CAST(:keys AS text[])) AS key "
+                "WHERE pg_try_advisory_xact_lock(hashtextextended(key, 0))"
+            ),
+            {"keys": sorted({_lock_key(r.source, r.external_order_id) for r in rows})},
+        )
+    )
+    within = _duration(ttl)
+    expired = 0
+    for row in rows:
+        if _lock_key(row.source, row.external_order_id) not in locked:
+            continue
+        if row.order_id is None:
+            reason = f"order.created for {row.external_order_id} did not arrive"
+        else:  # a refund waiting for its order's payment
+            reason = f"order {row.external_order_id} was not paid"
+        row.status, row.payload = "failed", None
+        row.detail = (f"gave up: {reason} within {within}; replay this webhook once it has")[:1000]
+        await _report(session, row.source, row.webhook_id, "failed", row.detail, row.order_id)
+        expired += 1
+    await session.flush()
+    cursor = (rows[-1].received_at, rows[-1].id) if len(rows) == batch else None
+    return expired, cursor
+
+
+async def run_expiry_pass(
+    database: Database, now: datetime, ttl: timedelta, *, batch: int = 500
+) -> dict[str, int]:
+    """:func:`expire_parked` over every parked action, one batch per transaction."""
+    total = 0
+    after: ExpiryCursor | None = None
+    while True:
+        async with database.session() as session:
+            expired, after = await expire_parked(session, now, ttl, after=after, batch=batch)
+        total += expired
+        if after is None:
+            return {"expired": total}

@@ -16,8 +16,8 @@ from sqlalchemy import text
 
 from services.orders.config import Settings
 from services.orders.loyalty import service as loyalty
-from services.orders.loyalty.scheduler import TierScheduler
 from services.orders.main import create_app
+from services.orders.periodic import PeriodicPasses, orders_passes
 from services.orders.subscriptions import subscriptions
 from shared.events import CustomerMerged, Envelope
 from tests.support import api_client, bearer
@@ -265,10 +265,12 @@ async def test_tiers_go_up_at_once_and_down_only_after_the_grace_period(app):
             await loyalty.evaluate_tiers(session, now + timedelta(days=29))
         assert (await account(client, customer))["tier"] == "silver"
         # the service's own periodic pass does the same (one batch per transaction)
-        scheduler = TierScheduler(
-            app.state.database, now=lambda: now + timedelta(days=30), batch_size=2
+        passes = PeriodicPasses(
+            app.state.database,
+            orders_passes(app.state.settings, batch=2),
+            now=lambda: now + timedelta(days=30),
         )
-        counts = await scheduler.run_once()
+        counts = await passes.run_once("loyalty-tiers")
         assert counts["downgraded"] >= 1
         assert (await account(client, customer))["tier"] is None
         events = await tier_events(app, customer)

@@ -3,7 +3,9 @@ arrival order; replays store nothing new; every outcome is reported to the gatew
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +22,8 @@ from services.orders.main import create_app
 from services.orders.partner.customers import CustomerResolver, CustomerServiceUnavailable
 from services.orders.partner.handlers import on_webhook_received
 from services.orders.partner.service import handle_webhook
+from services.orders.periodic import PeriodicPasses, orders_passes
+from shared.db import Database
 from shared.events import Envelope, WebhookReceived, webhook_key
 from tests.support import api_client, bearer
 
@@ -469,3 +473,227 @@ async def test_customer360_unreachable_is_retried_as_infrastructure_not_failed(
         "partner_events": 0,
     }
     assert await reports(app, shop) == {}
+
+
+SEVEN_DAYS = timedelta(days=7)
+
+
+def gave_up(external_id: str) -> str:
+    return (
+        f"gave up: order.created for {external_id} did not arrive within 7 days; "
+        "replay this webhook once it has"
+    )
+
+
+async def backdate(app, source: str, external_id: str, age: timedelta) -> None:
+    """As if the parked actions of this order had been received ``age`` ago."""
+    async with app.state.database.session() as session:
+        await session.execute(
+            text(
+                "UPDATE orders.partner_event SET received_at = now() - CAST(:age AS interval) "
+                "WHERE source = :s AND external_order_id = :e"
+            ),
+            {"age": age, "s": source, "e": external_id},
+        )
+
+
+async def partner_rows(app, source: str) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """(external order id, kind) -> (status, detail, payload, webhook id, received_at)."""
+    async with app.state.database.session() as session:
+        rows = await session.execute(
+            text(
+                "SELECT external_order_id, kind, status, detail, payload, webhook_id, received_at "
+                "FROM orders.partner_event WHERE source = :s"
+            ),
+            {"s": source},
+        )
+        return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+async def expire(app) -> dict[str, int]:
+    """One pass of the service's own periodic expiry, at the real time."""
+    counts: dict[str, int] = await app.state.periodic_passes.run_once("partner-expiry")
+    return counts
+
+
+class TestExpiry:
+    async def test_a_parked_action_older_than_the_ttl_is_reported_failed_and_a_replay_applies(
+        self, app, client, shop
+    ):
+        sku = f"MUG-{uuid.uuid4().hex[:6]}"
+        await product(client, sku)
+        old = webhook(shop, "order.paid", {"id": "E1", "payment_id": "pay_old", "gateway": "card"})
+        young = webhook(shop, "order.paid", {"id": "E2", "payment_id": "pay_young"})
+        await deliver(app, old)
+        await deliver(app, young)
+        await backdate(app, shop, "E1", SEVEN_DAYS + timedelta(minutes=1))
+        await backdate(app, shop, "E2", SEVEN_DAYS - timedelta(minutes=1))
+        before = await partner_rows(app, shop)
+        assert before[("E1", "paid")][:3] == (
+            "parked",
+            "order E1 not created yet",
+            {"id": "E1", "payment_id": "pay_old", "amount": None, "gateway": "card"},
+        )
+
+        assert await expire(app) == {"expired": 1}
+        after = await partner_rows(app, shop)
+        assert after[("E1", "paid")][:4] == ("failed", gave_up("E1"), None, old.webhook_id)
+        assert after[("E2", "paid")][:3] == before[("E2", "paid")][:3]
+        assert after[("E2", "paid")][2]["payment_id"] == "pay_young"
+        assert await reports(app, shop) == {old.webhook_id: [("failed", gave_up("E1"))]}
+        async with app.state.database.session() as session:
+            (event,) = [
+                json.loads(payload)
+                for (payload,) in await session.execute(
+                    text(
+                        "SELECT payload FROM orders.outbox "
+                        "WHERE topic = 'rapport.webhook.status.v1' AND key = :k"
+                    ),
+                    {"k": str(webhook_key(shop, old.webhook_id))},
+                )
+            ]
+        assert (event["source"], event["processed_by"], event["resolved_customer_ids"]) == (
+            shop,
+            "orders",
+            [],
+        )
+        assert await expire(app) == {"expired": 0}  # given up once; the young one waits on
+
+        # The shop sends the order at last, and the operator replays the failed payment.
+        await deliver(app, webhook(shop, "order.created", created("E1", sku)))
+        assert (await the_order(client, shop, "E1"))["status"] == "pending"  # not drained
+        await deliver(
+            app,
+            webhook(
+                shop,
+                "order.paid",
+                {"id": "E1", "payment_id": "pay_old", "gateway": "card"},
+                webhook_id=old.webhook_id,
+            ),
+        )
+        order = await the_order(client, shop, "E1")
+        assert (order["status"], order["paid_total"]) == ("paid", "23.80")
+        assert [(p["reference"], p["method"]) for p in order["payments"]] == [("pay_old", "card")]
+        assert (await reports(app, shop))[old.webhook_id] == [
+            ("failed", gave_up("E1")),
+            ("processed", "paid 23.80 EUR"),
+        ]
+        status, detail, payload, *_ = (await partner_rows(app, shop))[("E1", "paid")]
+        assert (status, detail, payload) == ("applied", "paid 23.80 EUR", None)
+
+    async def test_a_replay_before_its_order_parks_again_for_a_whole_new_wait(
+        self, app, client, shop
+    ):
+        paid = webhook(shop, "order.paid", {"id": "E5", "payment_id": "p5"})
+        await deliver(app, paid)
+        await backdate(app, shop, "E5", timedelta(days=8))
+        assert await expire(app) == {"expired": 1}
+        replayed_at = datetime.now(UTC)
+        await deliver(
+            app,
+            webhook(
+                shop, "order.paid", {"id": "E5", "payment_id": "p5"}, webhook_id=paid.webhook_id
+            ),
+        )
+        status, detail, payload, _, received_at = (await partner_rows(app, shop))[("E5", "paid")]
+        assert (status, detail, payload["payment_id"]) == (
+            "parked",
+            "order E5 not created yet",
+            "p5",
+        )
+        assert received_at >= replayed_at
+        assert await expire(app) == {"expired": 0}
+        assert (await reports(app, shop))[paid.webhook_id] == [("failed", gave_up("E5"))]
+
+    async def test_a_refund_waiting_for_the_payment_gives_up_naming_the_customer(
+        self, app, client, shop
+    ):
+        sku = f"MUG-{uuid.uuid4().hex[:6]}"
+        await product(client, sku)
+        await deliver(app, webhook(shop, "order.created", created("E3", sku)))
+        refund = webhook(shop, "order.refunded", {"id": "E3", "refund_id": "r3", "amount": "5.00"})
+        await deliver(app, refund)
+        await backdate(app, shop, "E3", timedelta(days=30))  # the created row too: not parked
+        assert await expire(app) == {"expired": 1}
+        detail = "gave up: order E3 was not paid within 7 days; replay this webhook once it has"
+        rows = await partner_rows(app, shop)
+        assert rows[("E3", "refunded")][:3] == ("failed", detail, None)
+        assert rows[("E3", "created")][0] == "applied"
+        order = await the_order(client, shop, "E3")
+        async with app.state.database.session() as session:
+            resolved = await session.scalar(
+                text(
+                    "SELECT convert_from(payload, 'UTF8')::jsonb->'resolved_customer_ids' "
+                    "FROM orders.outbox WHERE key = :k"
+                ),
+                {"k": str(webhook_key(shop, refund.webhook_id))},
+            )
+        assert resolved == [order["customer_id"]]
+        # paid later: the given-up refund stays given up until it is replayed
+        await deliver(app, webhook(shop, "order.paid", {"id": "E3"}))
+        order = await the_order(client, shop, "E3")
+        assert (order["status"], order["refunded_total"]) == ("paid", "0.00")
+
+    async def test_a_pass_with_nothing_parked_expires_nothing(self, app, client):
+        assert await expire(app) == {"expired": 0}
+
+
+async def test_an_order_whose_webhook_is_being_applied_is_left_to_the_next_pass(
+    make_settings, c360, shop
+):
+    """Committed for real: the pass runs on its own connections, beside a webhook of the
+    same order whose transaction holds the order's lock."""
+    app = create_app(make_settings(Settings, customer360_url="http://customer360"))
+    app.state.customer360_transport = httpx.ASGITransport(app=c360[0])
+    async with api_client(app, rollback=False):
+        database = app.state.database
+        paid = webhook(shop, "order.paid", {"id": "E4", "payment_id": "p4"})
+        await deliver(app, paid)
+        await backdate(app, shop, "E4", timedelta(days=8))
+        cancel = webhook(shop, "order.cancelled", {"id": "E4"})
+        async with database.session() as holding:
+            await on_webhook_received(holding, cancel, Envelope.wrap(cancel, source="/test"))
+            # the cancel is parked but not committed: its order's lock is held
+            assert await expire(app) == {"expired": 0}
+        assert await expire(app) == {"expired": 1}
+        rows = await partner_rows(app, shop)
+        assert (rows[("E4", "paid")][0], rows[("E4", "cancelled")][0]) == ("failed", "parked")
+        assert await reports(app, shop) == {paid.webhook_id: [("failed", gave_up("E4"))]}
+
+
+async def test_a_pass_that_cannot_reach_the_database_warns_and_runs_again(make_settings, caplog):
+    settings = make_settings(
+        Settings, partner_expiry_interval_s=0.02, loyalty_evaluation_interval_s=0
+    )
+    down = Database("postgresql+asyncpg://rapport@127.0.0.1:1/rapport", schema="orders")
+    passes = PeriodicPasses(down, orders_passes(settings))
+    caplog.set_level(logging.WARNING, logger="services.orders.periodic")
+    passes.start()
+    try:
+        async with asyncio.timeout(10):
+            while len(caplog.records) < 2:
+                await asyncio.sleep(0.02)
+    finally:
+        await passes.stop()
+        await down.dispose()
+    names = {r.getMessage().split(" ")[0] for r in caplog.records}
+    assert names == {"partner-expiry"}  # the loyalty pass is off (interval 0)
+    assert all(
+        r.levelno == logging.WARNING and "pass failed" in r.getMessage() for r in caplog.records
+    )
+
+
+async def test_a_pass_goes_through_every_batch(app, client, shop):
+    events = [webhook(shop, "order.paid", {"id": f"B{n}", "payment_id": f"p{n}"}) for n in range(5)]
+    for event in events:
+        await deliver(app, event)
+        await backdate(app, shop, event_external_id(event), timedelta(days=8))
+    passes = PeriodicPasses(app.state.database, orders_passes(app.state.settings, batch=2))
+    assert await passes.run_once("partner-expiry") == {"expired": 5}
+    assert sorted((await reports(app, shop)).values()) == sorted(
+        [("failed", gave_up(f"B{n}"))] for n in range(5)
+    )
+
+
+def event_external_id(event: WebhookReceived) -> str:
+    return str(json.loads(event.body)["data"]["id"])
