@@ -349,15 +349,23 @@ _UNAVAILABLE_RETRY_AFTER_S = 2
 _CHARACTER_NOT_IN_REPERTOIRE = "22021"
 
 
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # not the request's fault, and its transaction did not commit: try again shortly
-    logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+def _try_again(request: Request, detail: str, retry_after_s: int) -> JSONResponse:
+    """503: not the request's fault, and its transaction did not commit."""
     return problem_response(
         503,
         ServiceUnavailable.slug,
-        "The database is unavailable; nothing was changed. Try again shortly.",
+        detail,
         request=request,
-        headers={"Retry-After": str(_UNAVAILABLE_RETRY_AFTER_S)},
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+    return _try_again(
+        request,
+        "The database is unavailable; nothing was changed. Try again shortly.",
+        _UNAVAILABLE_RETRY_AFTER_S,
     )
 
 
@@ -369,12 +377,10 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         # deadlock or a serialization failure): nothing was written, the same request again
         # succeeds. Our lock orders are meant to make this rare, so it is logged loudly.
         logger.warning("transaction lost a race: %s: %s", type(exc).__name__, exc)
-        return problem_response(
-            503,
-            ServiceUnavailable.slug,
+        return _try_again(
+            request,
             "The request collided with a concurrent change; nothing was changed. Try again.",
-            request=request,
-            headers={"Retry-After": "1"},
+            1,
         )
     logger.exception("unhandled error", exc_info=exc)
     return problem_response(
