@@ -11,22 +11,19 @@ long locks, and every replica may run it (the deletes are idempotent).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from datetime import timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["Housekeeping"]
+from shared.periodic import Periodic
 
-logger = logging.getLogger(__name__)
+__all__ = ["Housekeeping"]
 
 _BATCH = 5_000
 
 
-class Housekeeping:
+class Housekeeping(Periodic):
     def __init__(
         self,
         engine: AsyncEngine,
@@ -38,12 +35,12 @@ class Housekeeping:
     ) -> None:
         self.engine = engine
         self.schema = schema
+        self.name = f"housekeeping-{schema}"
         self.interval_s = interval_s
         self.rules = (
             ("idempotency_key", "created_at", idempotency_ttl),
             ("inbox", "processed_at", inbox_ttl),
         )
-        self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> dict[str, int]:
         """Delete what has expired now; returns the rows deleted per table."""
@@ -70,21 +67,5 @@ class Housekeeping:
                 deleted[table] = total
         return deleted
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                deleted = await self.run_once()
-                if any(deleted.values()):
-                    logger.info("housekeeping deleted %s", deleted)
-            except Exception as exc:  # the database may be down for a while: try next time
-                logger.warning("housekeeping failed: %s", exc)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=f"housekeeping-{self.schema}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def report(self, result: dict[str, int]) -> str | None:
+        return f"deleted {result}" if any(result.values()) else None

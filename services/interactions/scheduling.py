@@ -1,29 +1,24 @@
-"""What the periodic jobs of interactions share: a controllable clock and the run loop.
+"""What the periodic jobs of interactions share: a controllable clock on the shared loop.
 
-A job (the SLA breach scan, the care-plan scheduler) implements :meth:`PeriodicJob.run_once`
-at ``self.now()``; every replica runs every job, so ``run_once`` must be safe to run
-concurrently (claim rows with ``FOR UPDATE SKIP LOCKED``, insert with ``ON CONFLICT DO
-NOTHING``). Tests drive ``run_once`` with their own clock instead of the loop.
+A job (the SLA breach scan, the care-plan scheduler, the campaign sender) implements
+:meth:`PeriodicJob.run_once` at ``self.now()`` (see :mod:`shared.periodic` for the loop and
+why ``run_once`` must be safe to run concurrently). Tests drive ``run_once`` with their own
+clock instead of the loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import CTE, Select
 
 from shared.db import Database
+from shared.periodic import Periodic
+from shared.periodic import running as running_job
 
 __all__ = ["Clock", "PeriodicJob", "claim_batch", "running_job", "utcnow"]
-
-logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
@@ -32,54 +27,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class PeriodicJob(ABC):
-    #: The asyncio task's name and the log's word for the job.
-    name: ClassVar[str]
-
+class PeriodicJob(Periodic):
     def __init__(
         self, database: Database, *, now: Clock = utcnow, interval_s: float = 30.0
     ) -> None:
         self.database = database
         self.now = now
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
 
-    @abstractmethod
-    async def run_once(self) -> int:
-        """One pass at ``now()``; returns how much it did (for the log)."""
+    # run_once: one pass at ``now()``, returning how much it did (for the log).
 
-    async def _loop(self) -> None:
-        while True:
-            # Sleep first: a replica that just started lets the running ones go on.
-            await asyncio.sleep(self.interval_s)
-            try:
-                if done := await self.run_once():
-                    logger.info("%s: %d done", self.name, done)
-            except Exception as exc:  # the database may be down for a while: try next time
-                logger.warning("%s pass failed: %s", self.name, exc)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=self.name)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-
-@asynccontextmanager
-async def running_job(job: PeriodicJob | None) -> AsyncIterator[None]:
-    """Run ``job``'s loop for the block (``None``: switched off)."""
-    if job is None:
-        yield
-        return
-    job.start()
-    try:
-        yield
-    finally:
-        await job.stop()
+    def report(self, result: Any) -> str | None:
+        return f"{result} done" if result else None
 
 
 def claim_batch(candidates: Select[Any]) -> CTE:

@@ -10,14 +10,12 @@ interval (``0`` turns a pass off):
 
 Every replica runs them; each pass works one batch per transaction and skips rows another
 replica (or a request in flight) holds, so running side by side changes nothing twice. A pass
-that fails (the database is down for a while) logs a warning and is tried at the next tick.
+that fails (the database is down for a while) logs a warning and is tried at the next tick
+(the loop of :mod:`shared.periodic`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,10 +27,9 @@ from services.orders.config import Settings
 from services.orders.loyalty.service import run_tier_pass
 from services.orders.partner.service import run_expiry_pass
 from shared.db import Database
+from shared.periodic import Periodic
 
 __all__ = ["Pass", "PeriodicPasses", "orders_passes", "periodic_lifespan"]
-
-logger = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:
@@ -68,6 +65,20 @@ def orders_passes(settings: Settings, *, batch: int = 500) -> list[Pass]:
     ]
 
 
+class _Running(Periodic):
+    """One pass on the shared loop (:mod:`shared.periodic`)."""
+
+    def __init__(self, job: Pass, database: Database, now: Callable[[], datetime]) -> None:
+        self.job, self.database, self.now = job, database, now
+        self.name, self.interval_s = job.name, job.interval_s
+
+    async def run_once(self) -> dict[str, int]:
+        return await self.job.run(self.database, self.now())
+
+    def report(self, result: dict[str, int]) -> str | None:
+        return f"{result}" if any(result.get(key) for key in self.job.notable) else None
+
+
 class PeriodicPasses:
     def __init__(
         self,
@@ -76,39 +87,20 @@ class PeriodicPasses:
         *,
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self.database = database
-        self.passes = {p.name: p for p in passes}
-        self.now = now
-        self._tasks: list[asyncio.Task[None]] = []
+        self.passes = {p.name: _Running(p, database, now) for p in passes}
 
     async def run_once(self, name: str) -> dict[str, int]:
         """Run the pass ``name`` once, at ``now()``; the counts of what it did."""
-        return await self.passes[name].run(self.database, self.now())
-
-    async def _loop(self, job: Pass) -> None:
-        while True:
-            await asyncio.sleep(job.interval_s)
-            try:
-                counts = await self.run_once(job.name)
-                if any(counts.get(key) for key in job.notable):
-                    logger.info("%s pass: %s", job.name, counts)
-            except Exception as exc:  # the database may be down for a while: try next time
-                logger.warning("%s pass failed: %s", job.name, exc)
+        return await self.passes[name].run_once()
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._loop(job), name=f"orders-{job.name}")
-            for job in self.passes.values()
-            if job.interval_s > 0
-        ]
+        for job in self.passes.values():
+            if job.interval_s > 0:
+                job.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        for job in self.passes.values():
+            await job.stop()
 
 
 @asynccontextmanager

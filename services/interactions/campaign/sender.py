@@ -98,18 +98,15 @@ class CampaignSender(PeriodicJob):
         """Run a pass soon (a campaign was just started) instead of after the interval."""
         self._wakeup.set()
 
-    async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.interval_s)
-            if self._wakeup.is_set():
-                self._wakeup.clear()
-                await asyncio.sleep(0.1)  # the starting request commits as it answers
-            try:
-                if done := await self.run_once():
-                    logger.info("%s: %d sent", self.name, done)
-            except Exception as exc:  # the database may be down for a while: try next time
-                logger.warning("%s pass failed: %s", self.name, exc)
+    async def _wait(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self.interval_s)
+        if self._wakeup.is_set():
+            self._wakeup.clear()
+            await asyncio.sleep(0.1)  # the starting request commits as it answers
+
+    def report(self, result: Any) -> str | None:
+        return f"{result} sent" if result else None
 
     async def close(self) -> None:
         if self._own_http:

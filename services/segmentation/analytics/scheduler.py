@@ -10,32 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.segmentation.analytics.service import Recompute, policy_from
+from services.segmentation.analytics.service import Recompute, RecomputeResult, policy_from
+from shared.periodic import Periodic, running
 
 __all__ = ["analytics_scheduler_lifespan"]
 
-logger = logging.getLogger(__name__)
 
+class _Scheduled(Periodic):
+    name = "analytics-scheduler"
 
-async def _loop(recompute: Recompute, tick_s: float) -> None:
-    while True:
-        await asyncio.sleep(tick_s)
-        try:
-            result = await recompute.run_once(force=False, trigger="schedule")
-            if result.ran:
-                logger.info(
-                    "analytics pass: %d customers rescored, %d scores published",
-                    result.customers_rescored,
-                    result.scores_published,
-                )
-        except Exception as exc:  # the database may be down for a while: try next time
-            logger.warning("analytics pass failed: %s", exc)
+    def __init__(self, recompute: Recompute, tick_s: float) -> None:
+        self.recompute = recompute
+        self.interval_s = tick_s
+
+    async def run_once(self) -> RecomputeResult:
+        return await self.recompute.run_once(force=False, trigger="schedule")
+
+    def report(self, result: RecomputeResult) -> str | None:
+        if not result.ran:
+            return None
+        return (
+            f"{result.customers_rescored} customers rescored, "
+            f"{result.scores_published} scores published"
+        )
 
 
 @asynccontextmanager
@@ -65,13 +67,5 @@ async def _scheduled(app: FastAPI) -> AsyncIterator[None]:
         batch_size=settings.analytics_batch_size,
         interval_s=settings.analytics_recompute_interval_s,
     )
-    task = asyncio.create_task(
-        _loop(recompute, min(settings.analytics_recompute_interval_s, 60.0)),
-        name="analytics-scheduler",
-    )
-    try:
+    async with running(_Scheduled(recompute, min(settings.analytics_recompute_interval_s, 60.0))):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -11,9 +11,6 @@ trims the event log to the longest window a rule may use.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -25,17 +22,18 @@ from services.segmentation.features.repository import CustomerFeaturesRepository
 from services.segmentation.models import MAX_WINDOW_DAYS, CustomerEvent, CustomerFeatures
 from services.segmentation.segments.membership import reevaluate
 from shared.db import Database
+from shared.periodic import Periodic, running
 
 __all__ = ["MembershipScheduler", "membership_scheduler_lifespan"]
-
-logger = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class MembershipScheduler:
+class MembershipScheduler(Periodic):
+    name = "membership-scheduler"
+
     def __init__(
         self,
         database: Database,
@@ -48,7 +46,6 @@ class MembershipScheduler:
         self.now = now
         self.interval_s = interval_s
         self.batch_size = batch_size
-        self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> tuple[int, int]:
         """One pass at ``now()``: (customers re-evaluated, membership changes published)."""
@@ -84,25 +81,9 @@ class MembershipScheduler:
             await session.execute(delete(CustomerEvent).where(CustomerEvent.id.in_(old)))
         return checked, changed
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                checked, changed = await self.run_once()
-                if checked:
-                    logger.info("re-checked %d customers, %d membership changes", checked, changed)
-            except Exception as exc:  # the database may be down for a while: try next time
-                logger.warning("membership scheduler pass failed: %s", exc)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="membership-scheduler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def report(self, result: tuple[int, int]) -> str | None:
+        checked, changed = result
+        return f"re-checked {checked} customers, {changed} membership changes" if checked else None
 
 
 @asynccontextmanager
@@ -115,8 +96,5 @@ async def membership_scheduler_lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database, interval_s=settings.membership_scheduler_interval_s
     )
     app.state.membership_scheduler = scheduler
-    scheduler.start()
-    try:
+    async with running(scheduler):
         yield
-    finally:
-        await scheduler.stop()

@@ -667,7 +667,7 @@ async def test_a_pass_that_cannot_reach_the_database_warns_and_runs_again(make_s
     )
     down = Database("postgresql+asyncpg://rapport@127.0.0.1:1/rapport", schema="orders")
     passes = PeriodicPasses(down, orders_passes(settings))
-    caplog.set_level(logging.WARNING, logger="services.orders.periodic")
+    caplog.set_level(logging.WARNING, logger="shared.periodic")
     passes.start()
     try:
         async with asyncio.timeout(10):
