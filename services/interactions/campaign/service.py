@@ -98,6 +98,29 @@ def quiet_hours(settings: Settings) -> QuietHours:
     )
 
 
+async def _write_messages(
+    session: AsyncSession,
+    campaign: Campaign,
+    settings: Settings,
+    now: datetime,
+    *,
+    customer_ids: list[UUID] | None = None,
+    occurrence: str = "",
+    not_before: datetime | None = None,
+) -> StartCounts:
+    """:meth:`CampaignRepository.start` with the settings' frequency cap and quiet hours."""
+    return await CampaignRepository(session).start(
+        campaign,
+        now,
+        cap=settings.campaign_frequency_cap,
+        days=settings.campaign_frequency_days,
+        quiet=quiet_hours(settings),
+        customer_ids=customer_ids,
+        occurrence=occurrence,
+        not_before=not_before,
+    )
+
+
 async def start(
     session: AsyncSession, campaign: Campaign, settings: Settings, now: datetime
 ) -> StartCounts:
@@ -112,13 +135,7 @@ async def start(
         return StartCounts(0, 0, 0, {})
     if campaign.every_days is not None:
         return await run_recurring(session, campaign, settings, now)
-    counts = await CampaignRepository(session).start(
-        campaign,
-        now,
-        cap=settings.campaign_frequency_cap,
-        days=settings.campaign_frequency_days,
-        quiet=quiet_hours(settings),
-    )
+    counts = await _write_messages(session, campaign, settings, now)
     if counts.audience == 0:
         raise EmptyAudience(
             "the campaign's audience is empty: "
@@ -165,12 +182,11 @@ async def run_recurring(
     — or, after the last run, ``sending`` until its messages are out, then ``completed``.
     An empty or unreachable audience is not an error here: the next run may find people."""
     assert campaign.scheduled_at is not None
-    counts = await CampaignRepository(session).start(
+    counts = await _write_messages(
+        session,
         campaign,
+        settings,
         now,
-        cap=settings.campaign_frequency_cap,
-        days=settings.campaign_frequency_days,
-        quiet=quiet_hours(settings),
         occurrence=campaign.scheduled_at.astimezone(UTC).isoformat(),
     )
     following = next_run(campaign, now)
@@ -199,17 +215,9 @@ async def on_trigger(
     """A customer entered ``segment_id``: a message of each started ``segment_entered``
     campaign of that segment (skipped, deferred or queued by the usual rules; at most one per
     campaign and customer, so re-entering sends nothing new). Returns how many were written."""
-    repo = CampaignRepository(session)
     written = 0
-    for campaign in await repo.triggered_by_segment(segment_id):
-        counts = await repo.start(
-            campaign,
-            now,
-            cap=settings.campaign_frequency_cap,
-            days=settings.campaign_frequency_days,
-            quiet=quiet_hours(settings),
-            customer_ids=[customer_id],
-        )
+    for campaign in await CampaignRepository(session).triggered_by_segment(segment_id):
+        counts = await _write_messages(session, campaign, settings, now, customer_ids=[customer_id])
         written += counts.audience
     return written
 
@@ -227,16 +235,14 @@ async def on_order_placed(
     then; consent is judged now and again when due, caps and quiet hours when due). One
     per campaign and order: a replayed event writes nothing. Returns how many were
     written."""
-    repo = CampaignRepository(session)
     written = 0
-    for campaign in await repo.triggered_for("order_placed", customer_id):
+    for campaign in await CampaignRepository(session).triggered_for("order_placed", customer_id):
         assert campaign.delay_days is not None
-        counts = await repo.start(
+        counts = await _write_messages(
+            session,
             campaign,
+            settings,
             now,
-            cap=settings.campaign_frequency_cap,
-            days=settings.campaign_frequency_days,
-            quiet=quiet_hours(settings),
             customer_ids=[customer_id],
             occurrence=f"order:{order_id}",
             not_before=placed_at + timedelta(days=campaign.delay_days),
@@ -257,15 +263,14 @@ async def on_task_due(
     whose audience holds them (and whose ``rule_type``, if any, is the task's rule's),
     queued by the usual rules. One per campaign and task: announcing the task again (it
     was rescheduled) or replaying writes nothing. Returns how many were written."""
-    repo = CampaignRepository(session)
     written = 0
-    for campaign in await repo.triggered_for("task_due", customer_id, rule_type=rule_type):
-        counts = await repo.start(
+    triggered = CampaignRepository(session).triggered_for
+    for campaign in await triggered("task_due", customer_id, rule_type=rule_type):
+        counts = await _write_messages(
+            session,
             campaign,
+            settings,
             now,
-            cap=settings.campaign_frequency_cap,
-            days=settings.campaign_frequency_days,
-            quiet=quiet_hours(settings),
             customer_ids=[customer_id],
             occurrence=f"task:{task_id}",
         )
