@@ -214,6 +214,14 @@ async def start(client: httpx.AsyncClient, campaign: dict[str, Any]) -> httpx.Re
     return await client.post(f"/campaigns/{campaign['id']}:start", headers=writer())
 
 
+async def started(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    """A campaign created and started (``200``)."""
+    campaign = await create(client, **body)
+    response = await start(client, campaign)
+    assert response.status_code == 200, response.text
+    return campaign
+
+
 async def report(client: httpx.AsyncClient, campaign: dict[str, Any], **params: Any) -> Any:
     response = await client.get(
         f"/campaigns/{campaign['id']}/report", params=params, headers=writer()

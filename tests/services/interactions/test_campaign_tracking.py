@@ -1,7 +1,7 @@
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,12 +43,6 @@ class Customer360:
             (request.url.path, json.loads(request.content), request.headers["content-type"])
         )
         return httpx.Response(200, json={})
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

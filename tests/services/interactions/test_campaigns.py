@@ -1,6 +1,6 @@
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -34,18 +34,13 @@ from tests.services.interactions.campaign_support import (
     seed_customer,
     sender,
     start,
+    started,
     writer,
 )
 from tests.services.interactions.careplan_support import Clock, deliver, outbox_events
 from tests.support import api_client, bearer, until_a_backend_waits_for_a_lock
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -378,10 +373,9 @@ class TestSending:
         db = app.state.database
         mail = addr()
         ann = await seed_customer(db, "Ann", email_address=mail)
-        campaign = await create(
+        campaign = await started(
             client, channel="email", customer_ids=[str(ann)], subject="s", body="b"
         )
-        assert (await start(client, campaign)).status_code == 200
         await deliver(
             db,
             CustomerConsentChanged(
@@ -401,17 +395,14 @@ class TestSending:
         ann_mail, bob_mail = addr(), addr()
         ann = await seed_customer(db, "Ann", email_address=ann_mail)
         bob = await seed_customer(db, "Bob", email_address=bob_mail)
-        first = await create(
-            client, channel="email", customer_ids=[str(ann)], subject="1", body="b"
-        )
-        assert (await start(client, first)).status_code == 200
+        await started(client, channel="email", customer_ids=[str(ann)], subject="1", body="b")
         await sender(app, settings).run_once()
 
         second = await create(
             client, channel="email", customer_ids=[str(ann), str(bob)], subject="2", body="b"
         )
-        started = await start(client, second)
-        assert started.json()["skipped"] == {"frequency-cap": 1}
+        second_start = await start(client, second)
+        assert second_start.json()["skipped"] == {"frequency-cap": 1}
         await sender(app, settings).run_once()
 
         assert [r.subject for r in smtp.inbox.to(ann_mail)] == ["1"]  # cap: 1 per 7 days
@@ -511,10 +502,9 @@ class TestReport:
     ) -> None:
         db = app.state.database
         ann = await seed_customer(db, "Ann", email_address=addr())
-        campaign = await create(
+        campaign = await started(
             client, channel="email", customer_ids=[str(ann)], subject="s", body="b"
         )
-        assert (await start(client, campaign)).status_code == 200
         sent_at = datetime.now(UTC)
         await sender(app, settings, sent_at).run_once()
         for days, total in ((-1, "5.00"), (2, "19.90"), (3, "0.10"), (9, "100.00")):
@@ -548,14 +538,13 @@ class TestDeliveryFailures:
             busy: "451 4.2.1 mailbox busy, try later",
             gone: "550 5.1.1 no such user",
         }
-        campaign = await create(
+        campaign = await started(
             client,
             channel="email",
             customer_ids=[str(busy_id), str(gone_id)],
             subject="s",
             body="b",
         )
-        assert (await start(client, campaign)).status_code == 200
         now = datetime.now(UTC)
         try:
             assert await sender(app, settings, now).run_once() == 0
@@ -599,10 +588,9 @@ class TestDeliveryFailures:
         ann = await seed_customer(
             app.state.database, "Ann Lee", phone="+4915112345678", channels=("sms",)
         )
-        campaign = await create(
+        await started(
             client, channel="sms", customer_ids=[str(ann)], body="Hi {{ customer.first_name }}!"
         )
-        assert (await start(client, campaign)).status_code == 200
         http = httpx.AsyncClient(transport=httpx.MockTransport(provider))
         sms = settings.model_copy(update={"campaign_provider_url": "https://sms.example/send"})
         now = datetime.now(UTC)
@@ -670,7 +658,7 @@ class TestScheduling:
         self, client: httpx.AsyncClient, app: FastAPI, settings: Settings
     ) -> None:
         at = datetime.now(UTC) + timedelta(hours=1)
-        campaign = await create(
+        campaign = await started(
             client,
             channel="email",
             segment_id=str(uuid.uuid4()),
@@ -678,7 +666,6 @@ class TestScheduling:
             body="b",
             scheduled_at=at.isoformat(),
         )
-        assert (await start(client, campaign)).status_code == 200
 
         assert await sender(app, settings, at + timedelta(seconds=1)).run_once() == 0
 
@@ -690,10 +677,9 @@ class TestScheduling:
     ) -> None:
         mail = addr()
         ann = await seed_customer(app.state.database, "Ann", email_address=mail)
-        campaign = await create(
+        campaign = await started(
             client, channel="email", customer_ids=[str(ann)], subject="s", body="b"
         )
-        assert (await start(client, campaign)).status_code == 200
         cancelled = await client.post(f"/campaigns/{campaign['id']}:cancel", headers=writer())
         assert cancelled.json()["status"] == "cancelled"
 
