@@ -197,16 +197,16 @@ async def reevaluate(
     if not customer_ids:
         return []
     driver = await driver_connection(session)
-    if not locked:
-        # Held already when the caller took segment locks; else before the fingerprint
-        # check below, so that a recompute in progress is waited for and then seen.
-        await _lock_features(driver, "ROW EXCLUSIVE")
     catalog = _last_catalog or await load_catalog(driver)
     held = set(locked)
     for _attempt in range(5):
         dynamic = catalog.dynamic()
         affected = [d for d in dynamic if changed is None or catalog.inputs_of(d.id) & changed]
         if not affected and changed is not None:
+            if not held:
+                # The feature table's lock first (lock_segments takes it otherwise), so that
+                # a recompute in progress is waited for and then seen by the check.
+                await _lock_features(driver, "ROW EXCLUSIVE")
             if await _fingerprint(driver) == catalog.fingerprint:
                 _last_catalog = catalog
                 return []
